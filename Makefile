@@ -1,0 +1,65 @@
+# pgherald developer tasks (GNU make).
+#
+# Database convention (implemented once, in scripts/dbenv.sh):
+#   - DATABASE_URL unset: the private cluster in .pg/ is started
+#     (scripts/pg.sh, port $PGHERALD_PG_PORT, default 54329) and
+#       DATABASE_URL              = postgres://herald_authenticator@127.0.0.1:PORT/pgherald
+#       HERALD_ADMIN_DATABASE_URL = postgres://postgres@127.0.0.1:PORT/pgherald
+#   - DATABASE_URL set: nothing is started; HERALD_ADMIN_DATABASE_URL
+#     defaults to DATABASE_URL.
+#
+# Examples:
+#   make run                       # build, migrate, seed, serve on 127.0.0.1:8080
+#   make test ARGS='ws::'          # extra args go to cargo nextest / cargo test
+#   echo 'select 1' | make psql
+#   make test DATABASE_URL=postgres://postgres@db:5432/pgherald
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-print-directory
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+PGHERALD := $(TARGET_DIR)/release/pgherald
+DBENV := scripts/dbenv.sh
+ARGS ?=
+
+.PHONY: all build migrate run psql test bench pg-start pg-stop pg-destroy fmt lint
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+migrate: build
+	$(DBENV) $(PGHERALD) migrate
+
+run: build migrate
+	scripts/run.sh
+
+# Reads SQL from stdin when not a terminal: echo 'select 1' | make psql
+psql:
+	@$(DBENV) bash -c 'exec psql -v ON_ERROR_STOP=1 "$$HERALD_ADMIN_DATABASE_URL"'
+
+test:
+	scripts/test.sh $(ARGS)
+
+bench:
+	scripts/bench.sh $(ARGS)
+
+pg-start:
+	@scripts/pg.sh start
+
+pg-stop:
+	@scripts/pg.sh stop
+
+pg-destroy:
+	@scripts/pg.sh destroy
+
+fmt:
+	$(CARGO) fmt
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings

@@ -1,0 +1,267 @@
+-- herald: capture of row changes into an outbox, and the SQL API.
+create schema herald;
+
+-- Tables whose changes are captured, with their primary key columns.
+create table herald.tracked (
+  relid       oid primary key,
+  schema_name name not null,
+  table_name  name not null,
+  pk_columns  name[] not null,
+  unique (schema_name, table_name)
+);
+
+-- The outbox. `xid` is the writing transaction's full id: readers take
+-- everything committed between two snapshots (see src/events/listener.rs).
+create table herald.events (
+  id           bigint generated always as identity primary key,
+  xid          xid8 not null default pg_current_xact_id(),
+  relid        oid not null,
+  table_name   text not null,
+  op           text not null check (op in ('INSERT', 'UPDATE', 'DELETE')),
+  pk           jsonb not null,
+  new_row      jsonb,
+  old_row      jsonb,
+  -- Capture time of the change (clock time inside the writing transaction).
+  committed_at timestamptz not null default clock_timestamp()
+);
+create index events_xid on herald.events (xid);
+create index events_committed_at on herald.events (committed_at);
+
+-- Singleton: the newest transaction id whose events were pruned. A cursor
+-- older than that may have missed events and must resync.
+create table herald.retention (
+  only_row   boolean primary key default true check (only_row),
+  pruned_xid xid8
+);
+insert into herald.retention default values;
+
+-- Identity of this database: instance id generated at migration time, plus
+-- the server's system identifier and timeline where the migrating role may
+-- read them. A cursor from another identity is refused ("resync required").
+create table herald.meta (
+  only_row    boolean primary key default true check (only_row),
+  instance_id text not null default md5(random()::text || clock_timestamp()::text)
+);
+insert into herald.meta default values;
+
+create function herald.server_identity() returns text
+language plpgsql stable security definer set search_path = pg_catalog as $$
+declare
+  ident text;
+begin
+  select instance_id into ident from herald.meta;
+  begin
+    select ident || ':' || s.system_identifier || ':' || c.timeline_id
+      into ident
+      from pg_control_system() s, pg_control_checkpoint() c;
+  exception when insufficient_privilege then
+    null; -- not readable by the owner: the instance id alone identifies the database
+  end;
+  return ident;
+end
+$$;
+
+-- Row trigger: one outbox row per changed row, and a wake-up NOTIFY. The
+-- payload is constant, so Postgres folds all of a transaction's wake-ups into
+-- one notification at commit.
+create function herald.capture() returns trigger
+language plpgsql security definer set search_path = pg_catalog as $$
+declare
+  img_new jsonb;
+  img_old jsonb;
+  img     jsonb;
+begin
+  if tg_op <> 'DELETE' then img_new := to_jsonb(new); end if;
+  if tg_op <> 'INSERT' then img_old := to_jsonb(old); end if;
+  img := coalesce(img_new, img_old);
+  insert into herald.events (relid, table_name, op, pk, new_row, old_row)
+  values (
+    tg_relid,
+    quote_ident(tg_table_schema) || '.' || quote_ident(tg_table_name),
+    tg_op,
+    (select jsonb_object_agg(k, img -> k) from unnest(tg_argv) k),
+    img_new,
+    img_old
+  );
+  perform pg_notify('herald', '');
+  return null;
+end
+$$;
+
+create function herald.track(tbl regclass) returns void
+language plpgsql as $$
+declare
+  pk   name[];
+  nsp  name;
+  rel  name;
+begin
+  select n.nspname, c.relname into nsp, rel
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+   where c.oid = tbl;
+  select array_agg(a.attname order by k.ord) into pk
+    from pg_index i
+    cross join lateral unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+   where i.indrelid = tbl and i.indisprimary;
+  if pk is null then
+    raise exception 'herald.track: table % has no primary key', tbl
+      using errcode = '22023', hint = 'Add a primary key; events are keyed by it.';
+  end if;
+  if exists (select 1 from pg_trigger where tgrelid = tbl and tgname = 'herald_capture') then
+    execute format('drop trigger herald_capture on %s', tbl);
+  end if;
+  execute format(
+    'create trigger herald_capture after insert or update or delete on %s '
+    'for each row execute function herald.capture(%s)',
+    tbl, (select string_agg(quote_literal(c), ', ') from unnest(pk) c));
+  insert into herald.tracked (relid, schema_name, table_name, pk_columns)
+  values (tbl, nsp, rel, pk)
+  on conflict (relid) do update
+    set schema_name = excluded.schema_name,
+        table_name = excluded.table_name,
+        pk_columns = excluded.pk_columns;
+end
+$$;
+
+create function herald.untrack(tbl regclass) returns void
+language plpgsql as $$
+begin
+  execute format('drop trigger if exists herald_capture on %s', tbl);
+  delete from herald.tracked where relid = tbl;
+end
+$$;
+
+-- Deletes events older than `keep`; returns how many. Records the newest
+-- pruned xid so stale cursors are refused instead of silently skipping.
+create function herald.prune(keep interval) returns bigint
+language plpgsql security definer set search_path = pg_catalog as $$
+declare
+  n      bigint;
+  newest xid8;
+begin
+  with gone as (
+    delete from herald.events where committed_at < now() - keep returning xid
+  )
+  select count(*), (select g.xid from gone g order by g.xid desc limit 1)
+    into n, newest from gone;
+  if newest is not null then
+    update herald.retention
+       set pruned_xid = case when pruned_xid is null or pruned_xid < newest
+                             then newest else pruned_xid end;
+  end if;
+  return n;
+end
+$$;
+
+-- The row-level-security predicate Postgres would apply to SELECTs of `rel`
+-- by `role`, as SQL text over the table's columns: permissive policies ORed,
+-- restrictive ones ANDed, no applicable policy = deny. 'true' where RLS does
+-- not apply (RLS off, superuser, BYPASSRLS, owner without FORCE).
+create function herald.visibility_predicate(rel oid, role name) returns text
+language sql stable set search_path = pg_catalog as $$
+  with pol as (
+    select p.polpermissive as permissive,
+           '(' || pg_get_expr(p.polqual, p.polrelid) || ')' as qual
+      from pg_policy p
+     where p.polrelid = rel
+       and p.polcmd in ('r', '*')
+       and p.polqual is not null
+       and (p.polroles = '{0}'
+            or exists (select 1 from unnest(p.polroles) pr(oid)
+                        where pr.oid <> 0 and pg_has_role(role, pr.oid, 'USAGE')))
+  )
+  select case
+    when not c.relrowsecurity then 'true'
+    when r.rolsuper or r.rolbypassrls then 'true'
+    when pg_has_role(role, c.relowner, 'USAGE') and not c.relforcerowsecurity then 'true'
+    else coalesce((select '(' || string_agg(qual, ' or ') || ')' from pol where permissive), 'false')
+      || coalesce((select ' and ' || string_agg(qual, ' and ') from pol where not permissive), '')
+  end
+  from pg_class c, pg_roles r
+  where c.oid = rel and r.rolname = role
+$$;
+
+-- Columns of `rel` that `role` may select.
+create function herald.selectable_columns(rel oid, role name) returns text[]
+language sql stable set search_path = pg_catalog as $$
+  select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
+    from pg_attribute a
+   where a.attrelid = rel and a.attnum > 0 and not a.attisdropped
+     and has_column_privilege(role, rel, a.attnum, 'SELECT')
+$$;
+
+-- The authorizer: for each security context (role + JWT claims) and the row
+-- images checked under it, whether that context may see each image, plus the
+-- columns it may select per table. One call per event batch. Role and claims
+-- are switched only transaction-locally; call it inside a transaction.
+--   contexts: [{"role": "...", "claims": {...}}, ...]
+--   ctx[i], rel[i], image[i]: check i is image[i] of table rel[i] under contexts[ctx[i]]
+-- Returns (chk, visible) rows for checks and (ctx, rel, columns) rows per table.
+create function herald.authorize(contexts jsonb, ctx int[], rel oid[], image jsonb[])
+returns table (chk int, visible boolean, context int, relid oid, columns text[])
+language plpgsql volatile set search_path = pg_catalog as $$
+declare
+  c      record;
+  t      record;
+  pred   text;
+  cols   text[];
+  idxs   int[];
+  imgs   jsonb[];
+begin
+  for c in
+    select (e.ord - 1)::int as idx, e.val ->> 'role' as role, coalesce(e.val -> 'claims', '{}') as claims
+      from jsonb_array_elements(contexts) with ordinality e(val, ord)
+  loop
+    perform set_config('role', 'none', true);
+    for t in
+      select u.r as relid, format('%I.%I', n.nspname, cl.relname) as qualified, cl.relname::text as alias,
+             array_agg(u.i::int order by u.i) as idxs, array_agg(u.img order by u.i) as imgs
+        from unnest(ctx, rel, image) with ordinality u(cx, r, img, i)
+        join pg_class cl on cl.oid = u.r
+        join pg_namespace n on n.oid = cl.relnamespace
+       where u.cx = c.idx
+       group by u.r, n.nspname, cl.relname
+    loop
+      cols := herald.selectable_columns(t.relid, c.role);
+      pred := case when cardinality(cols) = 0 then 'false'
+                   else herald.visibility_predicate(t.relid, c.role) end;
+      return query select null::int, null::boolean, c.idx, t.relid, cols;
+      perform set_config('role', c.role, true);
+      perform set_config('request.jwt.claims', c.claims::text, true);
+      begin
+        return query execute format(
+          'select herald__u.herald__i, coalesce((%s), false), null::int, null::oid, null::text[] '
+          'from unnest($1::int[], $2::jsonb[]) as herald__u(herald__i, herald__img) '
+          'cross join lateral jsonb_populate_record(null::%s, herald__u.herald__img) as %I',
+          coalesce(pred, 'false'), t.qualified, t.alias)
+          using t.idxs, t.imgs;
+      exception when others then
+        -- A policy that errors for this context (say, a claim that does not
+        -- cast) hides the rows, as the error would in a real SELECT.
+        raise warning 'herald.authorize: policy of % failed for role %: %', t.qualified, c.role, sqlerrm;
+        return query select i, false, null::int, null::oid, null::text[] from unnest(t.idxs) i;
+      end;
+      perform set_config('role', 'none', true);
+    end loop;
+  end loop;
+  perform set_config('role', 'none', true);
+  perform set_config('request.jwt.claims', '', true);
+end
+$$;
+
+-- The one place SQL switches identity for a caller's queries and mutations.
+create function herald.set_context(role text, claims jsonb) returns void
+language sql volatile as $$
+  select set_config('request.jwt.claims', claims::text, true), set_config('role', role, true);
+$$;
+
+revoke all on schema herald from public;
+revoke all on all functions in schema herald from public;
+grant usage on schema herald to herald_authenticator, app_user;
+grant select on herald.events, herald.tracked, herald.retention to herald_authenticator;
+grant execute on function herald.server_identity(), herald.prune(interval),
+  herald.visibility_predicate(oid, name), herald.selectable_columns(oid, name),
+  herald.authorize(jsonb, int[], oid[], jsonb[]), herald.set_context(text, jsonb)
+  to herald_authenticator;
+grant execute on function herald.visibility_predicate(oid, name), herald.selectable_columns(oid, name)
+  to app_user;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make run`: load the demo seed, print a banner with URLs and per-user
+# tokens, then exec the server. Expects the release binary to be built and
+# migrations applied (the Makefile's `run` target does both first).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+# shellcheck source=scripts/dbenv.sh
+source "$ROOT/scripts/dbenv.sh"
+
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/pgherald"
+[ -x "$BIN" ] || { echo "run.sh: $BIN not found (run: make build)" >&2; exit 1; }
+
+export HERALD_JWT_SECRET="${HERALD_JWT_SECRET:-dev-secret-change-me}"
+export HERALD_LISTEN="${HERALD_LISTEN:-127.0.0.1:8080}"
+
+# client_min_messages: keep "already exists, skipping" notices out of the banner.
+PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" \
+    psql -X -v ON_ERROR_STOP=1 -q -f sql/seed.sql "$HERALD_ADMIN_DATABASE_URL"
+
+users="$(psql -X -v ON_ERROR_STOP=1 -tA -F ' ' \
+    -c "select id, email from public.users order by email" "$HERALD_ADMIN_DATABASE_URL")"
+
+echo
+echo "pgherald dev server"
+echo "  demo page   http://$HERALD_LISTEN/"
+echo "  GraphiQL    http://$HERALD_LISTEN/graphiql"
+echo "  websocket   ws://$HERALD_LISTEN/graphql"
+echo "  psql        psql '$HERALD_ADMIN_DATABASE_URL'"
+echo
+echo "  demo user tokens (valid 24h):"
+while read -r id email; do
+    [ -n "$id" ] || continue
+    token="$("$BIN" token --sub "$id" --ttl 24h)"
+    printf '    %-20s %s\n' "$email" "$token"
+done <<<"$users"
+echo
+
+exec "$BIN" serve

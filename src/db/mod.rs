@@ -1,0 +1,32 @@
+//! Everything that talks to Postgres outside the listener: the pool, the one
+//! place that switches role and claims, the authorizer, the catalog of tracked
+//! tables, start-up safety checks and migrations.
+
+pub mod authorizer;
+pub mod catalog;
+pub mod migrate;
+pub mod pool;
+pub mod roles;
+pub mod session;
+
+/// A database failure, at the edge of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A query failed.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl DbError {
+    /// The SQLSTATE, when Postgres reported one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            DbError::Postgres(e) => e.code().map(|c| c.code()),
+            DbError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code().map(|c| c.code()),
+            DbError::Pool(_) => None,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Errors as clients see them: one mapping from internal failures to GraphQL
+//! errors with stable `extensions.code`s, never raw SQL or internals.
+
+use juniper::{FieldError, IntoFieldError, ScalarValue, graphql_value};
+
+use crate::db::DbError;
+
+/// A failure of a GraphQL operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The client asked for something malformed or unknown.
+    #[error("{0}")]
+    BadInput(String),
+    /// Not found, or not visible to the caller (indistinguishable, on purpose).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Row-level security or privileges refused the operation.
+    #[error("not allowed")]
+    Forbidden,
+    /// The cursor cannot be resumed from.
+    #[error("{0}")]
+    ResyncRequired(String),
+    /// The subscriber fell too far behind and was ended.
+    #[error("subscription ended: the client did not keep up with its events (queue of {0} full)")]
+    SlowConsumer(usize),
+    /// The service cannot answer right now.
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// Anything else; details are logged, not shown.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadInput(_) => "BAD_USER_INPUT",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Forbidden => "FORBIDDEN",
+            ApiError::ResyncRequired(_) => "RESYNC_REQUIRED",
+            ApiError::SlowConsumer(_) => "SLOW_CONSUMER",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e.sqlstate() {
+            Some("42501") => ApiError::Forbidden,
+            Some(s) if s.starts_with("22") || s.starts_with("23") => {
+                ApiError::BadInput("invalid value".into())
+            }
+            _ => {
+                tracing::error!(error = %e, "database error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl<S: ScalarValue> IntoFieldError<S> for ApiError {
+    fn into_field_error(self) -> FieldError<S> {
+        let code = self.code();
+        FieldError::new(self.to_string(), graphql_value!({ "code": code }))
+    }
+}
+
+/// Result of a resolver.
+pub type ApiResult<T> = Result<T, ApiError>;

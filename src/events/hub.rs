@@ -1,0 +1,461 @@
+//! The hub: which subscriptions exist, and for each batch of events, which
+//! subscription gets which version of which row.
+//!
+//! The listener hands every batch to [`Hub::dispatch`]: events are matched to
+//! subscriptions by table, operation and filter; the distinct security
+//! contexts among the matches are authorized in one round trip; each
+//! subscription's bounded queue receives its deliveries in outbox order. A
+//! subscriber whose queue is full is ended with an error, never skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::cursor::Cursor;
+use super::filter::Filter;
+use super::snapshot::Snapshot;
+use super::{Event, OpSet};
+use crate::auth::Caller;
+use crate::db::DbError;
+use crate::db::authorizer::{self, Check, Verdicts};
+
+/// Deliveries a subscription may have queued before it counts as too slow.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// What a subscription wants.
+#[derive(Clone, Debug)]
+pub struct Interest {
+    /// Table oid.
+    pub relid: u32,
+    /// Operations wanted.
+    pub ops: OpSet,
+    /// Row filter.
+    pub filter: Filter,
+    /// Whose view of the rows.
+    pub caller: Arc<Caller>,
+}
+
+/// The bounds of the batch an event was read in: it is visible in `high`, not in `low`.
+#[derive(Debug)]
+pub struct Bounds {
+    /// Start of the batch.
+    pub low: Snapshot,
+    /// End of the batch.
+    pub high: Snapshot,
+}
+
+/// One event as one subscriber may see it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The event.
+    pub event: Arc<Event>,
+    /// The new version, if the subscriber may see it (restricted to its columns).
+    pub row: Option<Arc<Value>>,
+    /// The old version, if the subscriber could see it.
+    pub old: Option<Arc<Value>>,
+    /// Batch the event was read in.
+    pub bounds: Arc<Bounds>,
+}
+
+impl Delivery {
+    /// The cursor just after this event.
+    pub fn cursor(&self, identity: &str) -> Cursor {
+        Cursor {
+            identity: identity.to_owned(),
+            low: self.bounds.low.clone(),
+            high: self.bounds.high.clone(),
+            id: self.event.id,
+        }
+    }
+}
+
+struct Entry {
+    interest: Interest,
+    queue: mpsc::Sender<Delivery>,
+    /// Batches numbered at or below this were read before the subscription existed.
+    joined_epoch: u64,
+    overflowed: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_table: HashMap<u32, HashMap<u64, Arc<Entry>>>,
+    next_id: u64,
+    epoch: u64,
+}
+
+/// Routes events to subscriptions.
+pub struct Hub {
+    registry: Mutex<Registry>,
+    /// The snapshot every dispatched or in-dispatch batch reaches; `None` until
+    /// the listener first connects.
+    position: watch::Sender<Option<Snapshot>>,
+    /// Asks the listener to read now (for example, for a cursor ahead of it).
+    wake: Arc<Notify>,
+    pool: Pool,
+}
+
+/// A registered subscription: its queue, and deregistration on drop.
+pub struct Registration {
+    hub: Arc<Hub>,
+    relid: u32,
+    id: u64,
+    /// Live deliveries.
+    pub queue: mpsc::Receiver<Delivery>,
+    /// Set when the hub ended the subscription because its queue was full.
+    pub overflowed: Arc<AtomicBool>,
+    /// Everything visible here was dispatched before this subscription joined.
+    pub position: Snapshot,
+}
+
+impl futures::Stream for Registration {
+    type Item = Delivery;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Delivery>> {
+        self.queue.poll_recv(cx)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.remove(self.relid, self.id);
+    }
+}
+
+impl Hub {
+    /// A hub that authorizes with connections from `pool`.
+    pub fn new(pool: Pool) -> Arc<Hub> {
+        Arc::new(Hub {
+            registry: Mutex::new(Registry::default()),
+            position: watch::Sender::new(None),
+            wake: Arc::new(Notify::new()),
+            pool,
+        })
+    }
+
+    /// Notified when the listener should read at once.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        let reg = self.registry.lock().expect("hub registry");
+        reg.by_table.values().map(HashMap::len).sum()
+    }
+
+    /// Waits until the dispatched position covers `snapshot` (nudging the
+    /// listener), so a subscription resuming there misses nothing.
+    pub async fn wait_for(&self, snapshot: &Snapshot) {
+        let mut rx = self.position.subscribe();
+        loop {
+            if rx
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|p| p.covers(snapshot))
+            {
+                return;
+            }
+            self.wake.notify_one();
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Whether the listener has a position yet.
+    pub fn position(&self) -> Option<Snapshot> {
+        self.position.borrow().clone()
+    }
+
+    /// Adds a subscription; it receives every batch that starts after now.
+    pub fn register(self: &Arc<Self>, interest: Interest) -> Option<Registration> {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let mut reg = self.registry.lock().expect("hub registry");
+        // Read under the registry lock: batches begin under it too.
+        let position = self.position.borrow().clone()?;
+        reg.next_id += 1;
+        let id = reg.next_id;
+        let relid = interest.relid;
+        let entry = Entry {
+            interest,
+            queue: tx,
+            joined_epoch: reg.epoch,
+            overflowed: overflowed.clone(),
+        };
+        reg.by_table
+            .entry(relid)
+            .or_default()
+            .insert(id, Arc::new(entry));
+        drop(reg);
+        Some(Registration {
+            hub: self.clone(),
+            relid,
+            id,
+            queue: rx,
+            overflowed,
+            position,
+        })
+    }
+
+    fn remove(&self, relid: u32, id: u64) {
+        let mut reg = self.registry.lock().expect("hub registry");
+        if let Some(subs) = reg.by_table.get_mut(&relid) {
+            subs.remove(&id);
+            if subs.is_empty() {
+                reg.by_table.remove(&relid);
+            }
+        }
+    }
+
+    /// Sets the first position, before any batch (listener start).
+    pub fn start_at(&self, snapshot: Snapshot) {
+        let _reg = self.registry.lock().expect("hub registry");
+        self.position.send_replace(Some(snapshot));
+    }
+
+    /// Starts a batch reaching `high`; returns its epoch. Subscriptions
+    /// registered from now on do not receive it.
+    pub fn begin_batch(&self, high: &Snapshot) -> u64 {
+        let mut reg = self.registry.lock().expect("hub registry");
+        reg.epoch += 1;
+        self.position.send_replace(Some(high.clone()));
+        reg.epoch
+    }
+
+    /// Routes one page of a batch: match, authorize, enqueue.
+    pub async fn dispatch(
+        &self,
+        events: &[Arc<Event>],
+        bounds: &Arc<Bounds>,
+        epoch: u64,
+    ) -> Result<DispatchStats, DbError> {
+        let candidates = self.match_events(events, epoch);
+        if candidates.is_empty() {
+            return Ok(DispatchStats::default());
+        }
+        let plan = Plan::new(events, &candidates);
+        let verdicts = {
+            let mut client = self.pool.get().await?;
+            let contexts: Vec<&Caller> = plan.contexts.iter().map(|c| c.as_ref()).collect();
+            authorizer::authorize(&mut client, &contexts, &plan.checks).await?
+        };
+        let mut stats = DispatchStats {
+            contexts: plan.contexts.len(),
+            ..DispatchStats::default()
+        };
+        for (cand, slots) in candidates.iter().zip(&plan.slots) {
+            let event = &events[cand.event];
+            let Some(delivery) = decide(event, &cand.entry.interest, slots, &verdicts, bounds)
+            else {
+                continue;
+            };
+            stats.delivered += 1;
+            if cand.entry.overflowed.load(Ordering::Relaxed) {
+                continue;
+            }
+            if cand.entry.queue.try_send(delivery).is_err() {
+                // Full (or the subscriber is gone): end it with an error
+                // rather than skip events it would never know it missed.
+                cand.entry.overflowed.store(true, Ordering::Relaxed);
+                stats.overflowed += 1;
+                self.remove_entry(&cand.entry);
+            }
+        }
+        Ok(stats)
+    }
+
+    fn remove_entry(&self, entry: &Arc<Entry>) {
+        let mut reg = self.registry.lock().expect("hub registry");
+        if let Some(subs) = reg.by_table.get_mut(&entry.interest.relid) {
+            subs.retain(|_, e| !Arc::ptr_eq(e, entry));
+        }
+    }
+
+    fn match_events(&self, events: &[Arc<Event>], epoch: u64) -> Vec<Candidate> {
+        let reg = self.registry.lock().expect("hub registry");
+        let mut out = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let Some(subs) = reg.by_table.get(&event.relid) else {
+                continue;
+            };
+            for entry in subs.values() {
+                let wants = entry.joined_epoch < epoch
+                    && entry.interest.ops.contains(event.op)
+                    && [&event.new_row, &event.old_row]
+                        .into_iter()
+                        .flatten()
+                        .any(|img| entry.interest.filter.matches(img));
+                if wants {
+                    out.push(Candidate {
+                        event: i,
+                        entry: entry.clone(),
+                    });
+                }
+            }
+        }
+        // Built event by event, so each subscriber's candidates are in outbox order.
+        out
+    }
+}
+
+/// What one dispatch did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DispatchStats {
+    /// Distinct security contexts authorized.
+    pub contexts: usize,
+    /// Deliveries made.
+    pub delivered: usize,
+    /// Subscriptions ended because their queue was full.
+    pub overflowed: usize,
+}
+
+struct Candidate {
+    event: usize,
+    entry: Arc<Entry>,
+}
+
+/// Check indexes for one candidate: (context, new-image check, old-image check).
+#[derive(Clone, Copy)]
+struct Slots {
+    context: usize,
+    new: Option<usize>,
+    old: Option<usize>,
+}
+
+/// The deduplicated authorization questions for a page.
+struct Plan {
+    contexts: Vec<Arc<Caller>>,
+    checks: Vec<Check>,
+    slots: Vec<Slots>,
+}
+
+impl Plan {
+    fn new(events: &[Arc<Event>], candidates: &[Candidate]) -> Plan {
+        let mut contexts = Vec::new();
+        let mut context_ids: HashMap<String, usize> = HashMap::new();
+        let mut checks = Vec::new();
+        let mut check_ids: HashMap<(usize, usize, bool), usize> = HashMap::new();
+        let mut slots = Vec::with_capacity(candidates.len());
+        for cand in candidates {
+            let caller = &cand.entry.interest.caller;
+            let context = *context_ids.entry(caller.key()).or_insert_with(|| {
+                contexts.push(caller.clone());
+                contexts.len() - 1
+            });
+            let event = &events[cand.event];
+            let mut check = |image: &Option<Arc<Value>>, is_new: bool| {
+                let image = image.as_ref()?;
+                Some(
+                    *check_ids
+                        .entry((context, cand.event, is_new))
+                        .or_insert_with(|| {
+                            checks.push(Check {
+                                context,
+                                relid: event.relid,
+                                image: image.clone(),
+                            });
+                            checks.len() - 1
+                        }),
+                )
+            };
+            let new = check(&event.new_row, true);
+            let old = check(&event.old_row, false);
+            slots.push(Slots { context, new, old });
+        }
+        Plan {
+            contexts,
+            checks,
+            slots,
+        }
+    }
+}
+
+/// The delivery for one subscriber, or `None` when it may not see a matching
+/// version of the row.
+fn decide(
+    event: &Arc<Event>,
+    interest: &Interest,
+    slots: &Slots,
+    verdicts: &Verdicts,
+    bounds: &Arc<Bounds>,
+) -> Option<Delivery> {
+    let visible = |slot: Option<usize>| slot.is_some_and(|i| verdicts.visible(i));
+    let new_visible = visible(slots.new);
+    let old_visible = visible(slots.old);
+    let new_matches = new_visible
+        && event
+            .new_row
+            .as_ref()
+            .is_some_and(|r| interest.filter.matches(r));
+    let old_matches = old_visible
+        && event
+            .old_row
+            .as_ref()
+            .is_some_and(|r| interest.filter.matches(r));
+    if !new_matches && !old_matches {
+        return None;
+    }
+    let restrict = |img: &Option<Arc<Value>>, ok: bool| {
+        img.as_ref()
+            .filter(|_| ok)
+            .map(|i| verdicts.restrict(slots.context, event.relid, i))
+    };
+    Some(Delivery {
+        event: event.clone(),
+        row: restrict(&event.new_row, new_visible),
+        old: restrict(&event.old_row, old_visible),
+        bounds: bounds.clone(),
+    })
+}
+
+/// Decides deliveries of `events` for a single subscriber (cursor catch-up).
+pub async fn deliveries_for(
+    pool: &Pool,
+    interest: &Interest,
+    events: &[Arc<Event>],
+    bounds: &Arc<Bounds>,
+) -> Result<Vec<Delivery>, DbError> {
+    let wanted: Vec<&Arc<Event>> = events
+        .iter()
+        .filter(|e| e.relid == interest.relid && interest.ops.contains(e.op))
+        .collect();
+    let mut checks = Vec::new();
+    let mut slots = Vec::new();
+    for event in &wanted {
+        let mut check = |image: &Option<Arc<Value>>| {
+            image.as_ref().map(|image| {
+                checks.push(Check {
+                    context: 0,
+                    relid: event.relid,
+                    image: image.clone(),
+                });
+                checks.len() - 1
+            })
+        };
+        let new = check(&event.new_row);
+        let old = check(&event.old_row);
+        slots.push(Slots {
+            context: 0,
+            new,
+            old,
+        });
+    }
+    let verdicts = {
+        let mut client = pool.get().await?;
+        authorizer::authorize(&mut client, &[interest.caller.as_ref()], &checks).await?
+    };
+    Ok(wanted
+        .iter()
+        .zip(&slots)
+        .filter_map(|(event, slots)| decide(event, interest, slots, &verdicts, bounds))
+        .collect())
+}

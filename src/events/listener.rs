@@ -1,0 +1,285 @@
+//! The listener: one dedicated connection per instance (never pooled) that
+//! LISTENs for wake-ups, reads each batch of newly committed events by
+//! snapshot difference, and hands it to the hub.
+//!
+//! Wake-ups are coalesced: many NOTIFYs while a batch is being read become one
+//! more read. A slow timer reads anyway, in case a wake-up is lost. After a
+//! lost connection it reconnects with capped backoff, LISTENs again and
+//! catches up from the last snapshot it dispatched, so nothing committed in
+//! the meantime is missed. A heartbeat (a NOTIFY to itself that must come
+//! back) notices half-open connections that TCP alone would not.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Bounds, Hub};
+use super::outbox::{self, OutboxError, PAGE_SIZE};
+use super::snapshot::Snapshot;
+
+/// Channel the capture trigger notifies.
+pub const CHANNEL: &str = "herald";
+/// Channel of this listener's heartbeat.
+const HEARTBEAT_CHANNEL: &str = "herald_heartbeat";
+
+/// Listener timings.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// Read even without a wake-up this often.
+    pub safety_interval: Duration,
+    /// Send a heartbeat this often; one not back by the next is a dead connection.
+    pub heartbeat_interval: Duration,
+    /// Any single query slower than this counts as a dead connection.
+    pub query_timeout: Duration,
+    /// First reconnect delay; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            safety_interval: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(15),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Shared view of the listener's health, for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ListenerStatus {
+    connected: AtomicBool,
+    /// Times the listener (re)connected.
+    pub connects: AtomicU64,
+    /// Events read and dispatched.
+    pub events: AtomicU64,
+    /// Deliveries to subscriptions.
+    pub deliveries: AtomicU64,
+    /// Subscriptions ended for a full queue.
+    pub overflows: AtomicU64,
+}
+
+impl ListenerStatus {
+    /// Whether the LISTEN connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ListenError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("authorizer: {0}")]
+    Dispatch(#[from] crate::db::DbError),
+    #[error("query timed out")]
+    Timeout,
+    #[error("heartbeat not answered")]
+    Heartbeat,
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Runs the listener until `shutdown`.
+pub async fn run(
+    config: tokio_postgres::Config,
+    timings: ListenerConfig,
+    hub: Arc<Hub>,
+    status: Arc<ListenerStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut progress = Progress::default();
+    let mut backoff = timings.min_backoff;
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = session(&config, &timings, &hub, &status, &mut progress, &shutdown) => r,
+        };
+        if status.connected.swap(false, Ordering::Relaxed) {
+            backoff = timings.min_backoff;
+        }
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "listener connection lost");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(timings.max_backoff);
+    }
+}
+
+/// How far the listener has read; survives reconnects so that a batch cut
+/// short is finished, not re-read (no duplicates) nor dropped (no loss).
+#[derive(Default)]
+struct Progress {
+    /// Everything visible here has been dispatched.
+    low: Option<Snapshot>,
+    /// A batch under way: its bounds, epoch, and last dispatched id.
+    batch: Option<(Arc<Bounds>, u64, i64)>,
+}
+
+/// One connection's lifetime. Returns `Ok` only on shutdown.
+async fn session(
+    config: &tokio_postgres::Config,
+    timings: &ListenerConfig,
+    hub: &Arc<Hub>,
+    status: &ListenerStatus,
+    progress: &mut Progress,
+    shutdown: &CancellationToken,
+) -> Result<(), ListenError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let wake = hub.wake_handle();
+    let heartbeat_seen = Arc::new(AtomicU64::new(0));
+    let closed = CancellationToken::new();
+
+    // Drive the connection ourselves: a pooled connection would drop the
+    // notifications, which arrive as asynchronous messages.
+    let driver = {
+        let wake = wake.clone();
+        let heartbeat_seen = heartbeat_seen.clone();
+        let closed = closed.clone();
+        tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == HEARTBEAT_CHANNEL => {
+                        if let Ok(seq) = n.payload().parse::<u64>() {
+                            heartbeat_seen.fetch_max(seq, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "listener connection error");
+                        break;
+                    }
+                }
+            }
+            closed.cancel();
+        })
+    };
+    let _abort_driver = AbortOnDrop(driver);
+
+    timed(
+        timings,
+        client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}")),
+    )
+    .await??;
+    if progress.low.is_none() {
+        // First start: the stream begins now. Clients with a cursor catch up
+        // from the outbox.
+        let now = timed(timings, outbox::current_snapshot(&client)).await??;
+        hub.start_at(now.clone());
+        progress.low = Some(now);
+    }
+    status.connected.store(true, Ordering::Relaxed);
+    status.connects.fetch_add(1, Ordering::Relaxed);
+    tracing::info!("listener connected");
+
+    // Catch up on whatever committed while we were away.
+    drain(&client, timings, hub, status, progress).await?;
+
+    let mut safety = tokio::time::interval(timings.safety_interval);
+    let mut heartbeat = tokio::time::interval(timings.heartbeat_interval);
+    let mut heartbeat_sent = 0u64;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = closed.cancelled() => return Err(ListenError::Closed),
+            _ = wake.notified() => {}
+            _ = safety.tick() => {}
+            _ = heartbeat.tick() => {
+                if heartbeat_seen.load(Ordering::Relaxed) < heartbeat_sent {
+                    return Err(ListenError::Heartbeat);
+                }
+                heartbeat_sent += 1;
+                let sql = format!("NOTIFY {HEARTBEAT_CHANNEL}, '{heartbeat_sent}'");
+                timed(timings, client.batch_execute(&sql)).await??;
+                continue;
+            }
+        }
+        drain(&client, timings, hub, status, progress).await?;
+    }
+}
+
+/// Reads and dispatches everything committed since `progress.low`.
+async fn drain(
+    client: &Client,
+    timings: &ListenerConfig,
+    hub: &Arc<Hub>,
+    status: &ListenerStatus,
+    progress: &mut Progress,
+) -> Result<(), ListenError> {
+    let Some(from) = progress.low.clone() else {
+        return Ok(());
+    };
+    if progress.batch.is_none() {
+        let high = timed(timings, outbox::current_snapshot(client)).await??;
+        if high == from {
+            return Ok(());
+        }
+        let epoch = hub.begin_batch(&high);
+        let bounds = Arc::new(Bounds { low: from, high });
+        progress.batch = Some((bounds, epoch, 0));
+    }
+    while let Some((bounds, epoch, after_id)) = progress.batch.clone() {
+        let page = timed(
+            timings,
+            outbox::read_page(client, &bounds.low, &bounds.high, after_id),
+        )
+        .await??;
+        if let Some(last) = page.last() {
+            let stats = hub.dispatch(&page, &bounds, epoch).await?;
+            status.events.fetch_add(page.len() as u64, Ordering::Relaxed);
+            status
+                .deliveries
+                .fetch_add(stats.delivered as u64, Ordering::Relaxed);
+            status
+                .overflows
+                .fetch_add(stats.overflowed as u64, Ordering::Relaxed);
+            tracing::debug!(
+                events = page.len(),
+                contexts = stats.contexts,
+                delivered = stats.delivered,
+                "page dispatched"
+            );
+            progress.batch = Some((bounds.clone(), epoch, last.id));
+        }
+        if (page.len() as i64) < PAGE_SIZE {
+            progress.low = Some(bounds.high.clone());
+            progress.batch = None;
+        }
+    }
+    Ok(())
+}
+
+async fn timed<F: std::future::Future>(
+    timings: &ListenerConfig,
+    f: F,
+) -> Result<F::Output, ListenError> {
+    tokio::time::timeout(timings.query_timeout, f)
+        .await
+        .map_err(|_| ListenError::Timeout)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,70 @@
+//! Reads `herald.events` between two snapshots: the one query both the
+//! listener and cursor catch-up use, so they cannot disagree.
+
+use std::sync::Arc;
+
+use tokio_postgres::{Client, Row};
+
+use super::snapshot::Snapshot;
+use super::{Event, Op};
+
+/// Events per page; a batch larger than this is read in several pages.
+pub const PAGE_SIZE: i64 = 1000;
+
+/// Failure reading the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// The database returned something this code does not understand.
+    #[error("unexpected outbox data: {0}")]
+    Data(String),
+}
+
+/// The current snapshot of the database.
+pub async fn current_snapshot(client: &Client) -> Result<Snapshot, OutboxError> {
+    let row = client
+        .query_one("select pg_current_snapshot()::text", &[])
+        .await?;
+    let text: String = row.get(0);
+    text.parse().map_err(|e| OutboxError::Data(format!("{e}")))
+}
+
+/// One page of the events committed after `low` and visible in `high`, with
+/// an outbox id above `after_id`, in id order.
+pub async fn read_page(
+    client: &Client,
+    low: &Snapshot,
+    high: &Snapshot,
+    after_id: i64,
+) -> Result<Vec<Arc<Event>>, OutboxError> {
+    let rows = client
+        .query(
+            include_str!("../../sql/read_events.sql"),
+            &[&low.to_string(), &high.to_string(), &after_id, &PAGE_SIZE],
+        )
+        .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+fn event_from_row(row: &Row) -> Result<Arc<Event>, OutboxError> {
+    let op: String = row.get("op");
+    let xid: i64 = row.get("xid");
+    let relid: u32 = row.get("relid");
+    let table: String = row.get("table_name");
+    Ok(Arc::new(Event {
+        id: row.get("id"),
+        xid: xid as u64,
+        relid,
+        table: table.into(),
+        op: Op::from_sql(&op).ok_or_else(|| OutboxError::Data(format!("op {op:?}")))?,
+        new_row: row
+            .get::<_, Option<serde_json::Value>>("new_row")
+            .map(Arc::new),
+        old_row: row
+            .get::<_, Option<serde_json::Value>>("old_row")
+            .map(Arc::new),
+        committed_at: row.get("committed_at"),
+    }))
+}

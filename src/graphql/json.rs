@@ -1,0 +1,163 @@
+//! The `JSON` scalar: arbitrary JSON out (row images as objects), and in
+//! (filters). Juniper's scalars can only produce leaf values, so this one is
+//! implemented by hand to resolve to a whole object.
+//!
+//! On input, GraphQL validation only lets strings reach a scalar, so objects
+//! given as variables are turned into JSON text first (see [`super::request`]),
+//! and a string holding JSON is accepted here.
+
+use std::sync::Arc;
+
+use juniper::macros::reflect;
+use juniper::{
+    ArcStr, ExecutionResult, Executor, FieldError, FromInputValue, GraphQLType, GraphQLValue,
+    GraphQLValueAsync, InputValue, ParseScalarResult, ParseScalarValue, Registry, ScalarToken,
+    ScalarValue, Selection, ToInputValue, Value, marker::IsInputType, marker::IsOutputType,
+    meta::MetaType,
+};
+
+/// Any JSON value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Json(pub Arc<serde_json::Value>);
+
+impl<S: ScalarValue> GraphQLType<S> for Json {
+    fn name(_: &()) -> Option<ArcStr> {
+        Some(juniper::arcstr::literal!("JSON"))
+    }
+
+    fn meta(info: &(), registry: &mut Registry<S>) -> MetaType<S> {
+        registry
+            .build_scalar_type::<Self>(info)
+            .description("Any JSON value. As an argument: a JSON object in a variable, or a string holding JSON.")
+            .into_meta()
+    }
+}
+
+impl<S: ScalarValue> GraphQLValue<S> for Json {
+    type Context = ();
+    type TypeInfo = ();
+
+    fn type_name(&self, info: &()) -> Option<ArcStr> {
+        <Self as GraphQLType<S>>::name(info)
+    }
+
+    fn resolve(
+        &self,
+        _: &(),
+        _: Option<&[Selection<S>]>,
+        _: &Executor<Self::Context, S>,
+    ) -> ExecutionResult<S> {
+        Ok(to_graphql(&self.0))
+    }
+}
+
+impl<S: ScalarValue + Send + Sync> GraphQLValueAsync<S> for Json {
+    fn resolve_async<'a>(
+        &'a self,
+        info: &'a (),
+        selection_set: Option<&'a [Selection<S>]>,
+        executor: &'a Executor<Self::Context, S>,
+    ) -> juniper::BoxFuture<'a, ExecutionResult<S>> {
+        Box::pin(std::future::ready(self.resolve(info, selection_set, executor)))
+    }
+}
+
+impl<S: ScalarValue> FromInputValue<S> for Json {
+    type Error = FieldError<S>;
+
+    fn from_input_value(v: &InputValue<S>) -> Result<Self, Self::Error> {
+        let json = from_graphql(v)?;
+        // A string is JSON text (how objects reach a scalar through validation).
+        let json = match json {
+            serde_json::Value::String(text) => serde_json::from_str(&text)
+                .map_err(|e| FieldError::from(format!("JSON argument is not valid JSON: {e}")))?,
+            other => other,
+        };
+        Ok(Json(Arc::new(json)))
+    }
+}
+
+impl<S: ScalarValue> ParseScalarValue<S> for Json {
+    fn from_str(value: ScalarToken<'_>) -> ParseScalarResult<S> {
+        <String as ParseScalarValue<S>>::from_str(value)
+    }
+}
+
+impl<S: ScalarValue> ToInputValue<S> for Json {
+    fn to_input_value(&self) -> InputValue<S> {
+        InputValue::scalar(self.0.to_string())
+    }
+}
+
+impl<S: ScalarValue> IsInputType<S> for Json {}
+impl<S: ScalarValue> IsOutputType<S> for Json {}
+
+impl<S> reflect::BaseType<S> for Json {
+    const NAME: reflect::Type = "JSON";
+}
+
+impl<S> reflect::BaseSubTypes<S> for Json {
+    const NAMES: reflect::Types = &["JSON"];
+}
+
+impl<S> reflect::WrappedType<S> for Json {
+    const VALUE: reflect::WrappedValue = 1;
+}
+
+/// A JSON value as a GraphQL output value.
+pub fn to_graphql<S: ScalarValue>(json: &serde_json::Value) -> Value<S> {
+    use serde_json::Value as J;
+    match json {
+        J::Null => Value::null(),
+        J::Bool(b) => Value::scalar(*b),
+        J::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+            Some(i) => Value::scalar(i),
+            None => Value::scalar(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::scalar(s.clone()),
+        J::Array(items) => Value::list(items.iter().map(to_graphql).collect()),
+        J::Object(fields) => Value::object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_graphql(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A GraphQL input value as JSON.
+fn from_graphql<S: ScalarValue>(v: &InputValue<S>) -> Result<serde_json::Value, FieldError<S>> {
+    use serde_json::Value as J;
+    Ok(match v {
+        InputValue::Null => J::Null,
+        InputValue::Scalar(s) => {
+            if let Some(b) = s.try_to_bool() {
+                J::Bool(b)
+            } else if let Some(i) = s.try_to_int() {
+                J::from(i)
+            } else if let Some(f) = s.try_to_float() {
+                J::from(f)
+            } else if let Some(text) = s.try_as_str() {
+                J::String(text.to_owned())
+            } else {
+                return Err(FieldError::from("unsupported JSON scalar"));
+            }
+        }
+        InputValue::Enum(e) => J::String(e.clone()),
+        InputValue::Variable(name) => {
+            return Err(FieldError::from(format!("unresolved variable ${name}")));
+        }
+        InputValue::List(items) => J::Array(
+            items
+                .iter()
+                .map(|i| from_graphql(&i.item))
+                .collect::<Result<_, _>>()?,
+        ),
+        InputValue::Object(fields) => J::Object(
+            fields
+                .iter()
+                .map(|(k, v)| Ok((k.item.clone(), from_graphql(&v.item)?)))
+                .collect::<Result<_, FieldError<S>>>()?,
+        ),
+    })
+}

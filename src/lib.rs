@@ -1,0 +1,33 @@
+//! pgherald: realtime GraphQL subscriptions straight from Postgres.
+//!
+//! How a row change reaches a subscriber, and the module that owns each step:
+//!
+//! 1. A trigger on a tracked table writes the change to the outbox
+//!    `herald.events` and sends a wake-up NOTIFY (`migrations/`).
+//! 2. [`events::listener`] holds one dedicated LISTEN connection per instance;
+//!    each wake-up reads the events committed since the last snapshot
+//!    ([`events::outbox`], [`events::snapshot`]).
+//! 3. [`events::hub`] matches events to subscriptions (table, ops,
+//!    [`events::filter`]), asks [`db::authorizer`] once per batch which security
+//!    context may see which row version, and fills bounded per-subscription queues.
+//! 4. [`graphql`] exposes `changes` and `notificationCreated` as streams over
+//!    those queues; with a [`events::cursor`] a subscriber first replays what
+//!    it missed ([`events::catchup`]).
+//! 5. [`ws`] speaks both GraphQL-over-WebSocket protocols around
+//!    juniper_graphql_ws; [`http`] serves the rest. [`auth`] turns tokens into
+//!    callers, whose role and claims [`db::session`] applies transaction-locally.
+//!
+//! [`app::Application`] wires it all; `main.rs` only parses the command line.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod ws;
+
+pub use app::{AppState, Application, StartError};
+pub use config::{Config, JwtKey, Limits};

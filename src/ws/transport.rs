@@ -1,0 +1,210 @@
+//! `graphql-transport-ws`: pre-checks of client messages and filtering of
+//! server messages around juniper's protocol connection, so that the
+//! connection follows the graphql-ws PROTOCOL.md:
+//! - `ping` is answered here with a `pong` echoing the payload; `pong` is ignored;
+//! - malformed messages close 4400, a second `connection_init` 4429, a busy id 4409;
+//! - ids are renamed on the way in, so that after an `error` no `complete` is
+//!   sent, nothing is echoed after a client `complete`, and ids can be reused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use juniper::DefaultScalarValue;
+use juniper_graphql_ws::graphql_transport_ws::{
+    ClientMessage, Connection, Input, Output, ServerMessage,
+};
+use juniper_graphql_ws::{ConnectionConfig, Init};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::session::{Handler, Step};
+use crate::app::AppState;
+use crate::graphql::{Context, Schema, request::prepare_variables};
+
+type S = DefaultScalarValue;
+
+/// Builds the handler and juniper connection for one socket.
+pub(super) fn connection(
+    state: &Arc<AppState>,
+    upgrade_token: Option<String>,
+    expiry: oneshot::Sender<Option<i64>>,
+) -> (
+    TransportHandler,
+    Connection<Arc<Schema>, impl Init<S, Context> + Send + use<>>,
+) {
+    let app = state.clone();
+    let init = move |params: juniper::Variables<S>| async move {
+        let payload = serde_json::to_value(&params).unwrap_or(Value::Null);
+        let token = crate::auth::token_from_init_payload(&payload).or(upgrade_token);
+        let caller = app.authenticate(token.as_deref()).await?;
+        let _ = expiry.send(caller.exp);
+        let max_ops = app.limits.max_operations;
+        Ok::<_, crate::auth::AuthError>(
+            ConnectionConfig::new(Context {
+                app,
+                caller: Arc::new(caller),
+            })
+            .with_max_in_flight_operations(max_ops)
+            // Keep-alive is done with ping frames by the session; juniper's
+            // own would close connections of clients that send no `ping`.
+            .with_keep_alive_interval(std::time::Duration::ZERO),
+        )
+    };
+    let conn = Connection::new(state.schema.clone(), init);
+    (TransportHandler::default(), conn)
+}
+
+/// Protocol state kept outside juniper.
+#[derive(Default)]
+pub(super) struct TransportHandler {
+    init_received: bool,
+    acked: bool,
+    next_internal: u64,
+    /// Client id → internal id, for operations still running.
+    by_client: HashMap<String, String>,
+    /// Internal id → client id.
+    by_internal: HashMap<String, String>,
+}
+
+fn bad(reason: impl Into<String>) -> Vec<Step<Input<S>>> {
+    vec![Step::Close(4400, reason.into())]
+}
+
+impl Handler for TransportHandler {
+    type In = Input<S>;
+    type Out = Output<S>;
+
+    fn on_text(&mut self, text: &str) -> Vec<Step<Input<S>>> {
+        let Ok(mut msg) = serde_json::from_str::<Value>(text) else {
+            return bad("Invalid message received: not JSON");
+        };
+        let Some(kind) = msg.get("type").and_then(Value::as_str).map(str::to_owned) else {
+            return bad("Invalid message received: missing type");
+        };
+        match kind.as_str() {
+            "ping" => {
+                let mut pong = json!({"type": "pong"});
+                if let Some(p) = msg.get("payload").filter(|p| !p.is_null()) {
+                    pong["payload"] = p.clone();
+                }
+                vec![Step::Send(pong.to_string())]
+            }
+            "pong" => Vec::new(),
+            "connection_init" => {
+                if self.init_received {
+                    return vec![Step::Close(4429, "Too many initialisation requests".into())];
+                }
+                self.init_received = true;
+                if msg.get("payload").is_some_and(|p| !p.is_object() && !p.is_null()) {
+                    return bad("Invalid message received: payload must be an object");
+                }
+                forward(msg)
+            }
+            "subscribe" => {
+                let id = match msg.get("id").and_then(Value::as_str) {
+                    Some(id) if !id.is_empty() => id.to_owned(),
+                    _ => return bad("Invalid message received: subscribe needs a non-empty id"),
+                };
+                if !self.acked {
+                    return vec![Step::Close(4401, "Unauthorized".into())];
+                }
+                if self.by_client.contains_key(&id) {
+                    return vec![Step::Close(4409, format!("Subscriber for {id} already exists"))];
+                }
+                let Some(payload) = msg.get_mut("payload").filter(|p| p.is_object()) else {
+                    return bad("Invalid message received: subscribe needs a payload object");
+                };
+                let Some(query) = payload.get("query").and_then(Value::as_str).map(str::to_owned)
+                else {
+                    return bad("Invalid message received: subscribe needs a query");
+                };
+                if let Some(vars) = payload.get_mut("variables") {
+                    prepare_variables(&query, vars);
+                }
+                self.next_internal += 1;
+                let internal = self.next_internal.to_string();
+                self.by_client.insert(id.clone(), internal.clone());
+                self.by_internal.insert(internal.clone(), id);
+                msg["id"] = Value::String(internal);
+                forward(msg)
+            }
+            "complete" => {
+                let Some(id) = msg.get("id").and_then(Value::as_str) else {
+                    return bad("Invalid message received: complete needs an id");
+                };
+                match self.by_client.remove(id) {
+                    Some(internal) => {
+                        self.by_internal.remove(&internal);
+                        vec![Step::Forward(Input::Message(ClientMessage::Complete {
+                            id: internal,
+                        }))]
+                    }
+                    None => Vec::new(),
+                }
+            }
+            other => bad(format!("Invalid message received: unknown type {other:?}")),
+        }
+    }
+
+    fn on_output(&mut self, out: Option<Output<S>>) -> Vec<Step<Input<S>>> {
+        let msg = match out {
+            None => return vec![Step::Close(1000, "Normal Closure".into())],
+            Some(Output::Close { code, message }) => return vec![Step::Close(code, message)],
+            Some(Output::Message(msg)) => msg,
+        };
+        let msg = match msg {
+            ServerMessage::ConnectionAck => {
+                self.acked = true;
+                ServerMessage::ConnectionAck
+            }
+            // Our pongs are sent by `on_text`; juniper's keep-alive is off.
+            ServerMessage::Pong => return Vec::new(),
+            ServerMessage::Next { id, payload } => match self.by_internal.get(&id) {
+                Some(client) => ServerMessage::Next {
+                    id: client.clone(),
+                    payload,
+                },
+                None => return Vec::new(),
+            },
+            ServerMessage::Error { id, payload } => match self.finish(&id) {
+                Some(client) => ServerMessage::Error { id: client, payload },
+                None => return Vec::new(),
+            },
+            ServerMessage::Complete { id } => match self.finish(&id) {
+                Some(client) => ServerMessage::Complete { id: client },
+                None => return Vec::new(),
+            },
+        };
+        match serde_json::to_string(&msg) {
+            Ok(text) => vec![Step::Send(text)],
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a server message");
+                vec![Step::Close(4500, "Internal server error".into())]
+            }
+        }
+    }
+
+    fn on_close(&mut self) -> Option<Input<S>> {
+        Some(Input::Close)
+    }
+
+    fn initialised(&self) -> bool {
+        self.acked
+    }
+}
+
+impl TransportHandler {
+    /// Ends the operation with internal id `internal`; its client id if it was running.
+    fn finish(&mut self, internal: &str) -> Option<String> {
+        let client = self.by_internal.remove(internal)?;
+        self.by_client.remove(&client);
+        Some(client)
+    }
+}
+
+fn forward(msg: Value) -> Vec<Step<Input<S>>> {
+    match serde_json::from_value::<ClientMessage<S>>(msg) {
+        Ok(m) => vec![Step::Forward(Input::Message(m))],
+        Err(e) => bad(format!("Invalid message received: {e}")),
+    }
+}
