@@ -112,8 +112,9 @@ impl Application {
             .map_err(|e| StartError::Config(e.to_string()))?;
         roles::check_login_role(&pool).await?;
         let identity: Arc<str> = catchup::server_identity(&pool).await?.into();
-        let listener_config = pool::connection_config(&config.database_url)
+        let mut listener_config = pool::connection_config(&config.database_url)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        listener_config.application_name("pgherald-listener");
 
         let tcp = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -1,1 +1,11 @@
+//! Integration tests: real Postgres, real sockets, real clients. One binary;
+//! every test gets its own database and pgherald instance.
 
+mod clients;
+mod delivery;
+mod helpers;
+mod protocol;
+mod resilience;
+mod rls;
+mod rls_fidelity;
+mod smoke;
