@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make bench ARGS=...`: ensure a database, build release, run the bench
-# binary with the given arguments. Placeholder; adjust as the bench grows.
+# `make bench ARGS='...'`: the load benchmark (benches/load.rs) against a
+# release build of the server, on a fresh database `pgherald_bench` in the
+# same cluster. `make bench ARGS='--help'` lists the knobs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -8,11 +9,5 @@ cd "$ROOT"
 # shellcheck source=scripts/dbenv.sh
 source "$ROOT/scripts/dbenv.sh"
 
-cargo build --release
-
-BENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/pgherald-bench"
-if [ -x "$BENCH" ]; then
-    exec "$BENCH" "$@"
-fi
-echo "bench not built" >&2
-exit 1
+cargo build --release --bin pgherald
+exec cargo bench --bench load -- --server "${CARGO_TARGET_DIR:-$ROOT/target}/release/pgherald" "$@"

@@ -48,16 +48,18 @@ pub fn routes(
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .and(token)
         .and(with_state.clone())
-        .then(|params: std::collections::HashMap<String, String>, token, state| async move {
-            let mut body = json!({
-                "query": params.get("query").cloned().unwrap_or_default(),
-                "operationName": params.get("operationName"),
-            });
-            if let Some(vars) = params.get("variables") {
-                body["variables"] = serde_json::from_str(vars).unwrap_or(Value::Null);
-            }
-            execute(body, token, state).await
-        });
+        .then(
+            |params: std::collections::HashMap<String, String>, token, state| async move {
+                let mut body = json!({
+                    "query": params.get("query").cloned().unwrap_or_default(),
+                    "operationName": params.get("operationName"),
+                });
+                if let Some(vars) = params.get("variables") {
+                    body["variables"] = serde_json::from_str(vars).unwrap_or(Value::Null);
+                }
+                execute(body, token, state).await
+            },
+        );
     let graphiql = warp::get()
         .and(warp::path("graphiql"))
         .and(warp::path::end())
@@ -192,9 +194,15 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
     } else if let Some(e) = err.find::<warp::body::BodyDeserializeError>() {
         (StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
     } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned())
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large".to_owned(),
+        )
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_owned(),
+        )
     } else {
         (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };

@@ -11,7 +11,11 @@ use pgherald::config::parse_duration;
 use pgherald::{Application, Config, JwtKey};
 
 #[derive(Parser)]
-#[command(name = "pgherald", version, about = "Realtime GraphQL subscriptions straight from Postgres")]
+#[command(
+    name = "pgherald",
+    version,
+    about = "Realtime GraphQL subscriptions straight from Postgres"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -135,9 +139,14 @@ async fn main() -> anyhow::Result<()> {
             key,
         } => {
             let JwtKey::Secret(secret) = key.key()? else {
-                anyhow::bail!("`pgherald token` signs with HERALD_JWT_SECRET; a public key cannot sign");
+                anyhow::bail!(
+                    "`pgherald token` signs with HERALD_JWT_SECRET; a public key cannot sign"
+                );
             };
-            println!("{}", Verifier::hs256(secret.as_bytes()).mint(&sub, &role, ttl)?);
+            println!(
+                "{}",
+                Verifier::hs256(secret.as_bytes()).mint(&sub, &role, ttl)?
+            );
         }
     }
     Ok(())

@@ -47,10 +47,7 @@ pub async fn run(
         .await?;
     if let Some(role) = anon_role {
         client
-            .execute(
-                "select set_config('herald.anon_role', $1, false)",
-                &[&role],
-            )
+            .execute("select set_config('herald.anon_role', $1, false)", &[&role])
             .await?;
         client
             .batch_execute(
@@ -65,7 +62,10 @@ pub async fn run(
     }
     if let Some(password) = app_url
         .and_then(|u| super::pool::connection_config(u).ok())
-        .and_then(|c| c.get_password().map(|p| String::from_utf8_lossy(p).into_owned()))
+        .and_then(|c| {
+            c.get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        })
     {
         client
             .execute("select set_config('herald.pw', $1, false)", &[&password])

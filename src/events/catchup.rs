@@ -55,10 +55,7 @@ pub async fn check_resumable(
     }
     let client = pool.get().await.map_err(DbError::from)?;
     let row = client
-        .query_one(
-            "select pruned_xid::text::bigint from herald.retention",
-            &[],
-        )
+        .query_one("select pruned_xid::text::bigint from herald.retention", &[])
         .await
         .map_err(DbError::from)?;
     let pruned: Option<i64> = row.get(0);
@@ -135,7 +132,13 @@ async fn next_page(
 ) -> Result<Vec<Delivery>, CatchupError> {
     let page = {
         let client = pool.get().await.map_err(DbError::from)?;
-        outbox::read_page(&client, &phase.bounds.low, &phase.bounds.high, phase.after_id).await?
+        outbox::read_page(
+            &client,
+            &phase.bounds.low,
+            &phase.bounds.high,
+            phase.after_id,
+        )
+        .await?
     };
     match page.last() {
         Some(last) if page.len() as i64 == PAGE_SIZE => phase.after_id = last.id,

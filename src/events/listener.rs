@@ -244,7 +244,9 @@ async fn drain(
         .await??;
         if let Some(last) = page.last() {
             let stats = hub.dispatch(&page, &bounds, epoch).await?;
-            status.events.fetch_add(page.len() as u64, Ordering::Relaxed);
+            status
+                .events
+                .fetch_add(page.len() as u64, Ordering::Relaxed);
             status
                 .deliveries
                 .fetch_add(stats.delivered as u64, Ordering::Relaxed);

@@ -58,7 +58,11 @@ impl<S: ScalarValue + Send + Sync> GraphQLValueAsync<S> for Json {
         selection_set: Option<&'a [Selection<S>]>,
         executor: &'a Executor<Self::Context, S>,
     ) -> juniper::BoxFuture<'a, ExecutionResult<S>> {
-        Box::pin(std::future::ready(self.resolve(info, selection_set, executor)))
+        Box::pin(std::future::ready(self.resolve(
+            info,
+            selection_set,
+            executor,
+        )))
     }
 }
 

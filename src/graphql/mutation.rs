@@ -75,9 +75,7 @@ async fn one_row(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> ApiResult<tokio_postgres::Row> {
     let mut client = ctx.app.pool.get().await?;
-    let tx = begin_as(&mut client, &ctx.caller)
-        .await
-        ?;
+    let tx = begin_as(&mut client, &ctx.caller).await?;
     let row = tx.query_opt(sql, params).await?;
     let Some(row) = row else {
         return Err(ApiError::NotFound("row"));

@@ -17,9 +17,7 @@ impl Query {
     /// The caller, or null when the token's `sub` is not a visible user.
     async fn me(ctx: &Context) -> ApiResult<Option<User>> {
         let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller)
-            .await
-            ?;
+        let tx = begin_as(&mut client, &ctx.caller).await?;
         let row = tx
             .query_opt(
                 "select id::text, email, display_name from public.users where id = public.current_user_id()",
@@ -43,14 +41,10 @@ impl Query {
         after: Option<String>,
     ) -> ApiResult<Vec<Notification>> {
         if !(0..=500).contains(&first) {
-            return Err(ApiError::BadInput(
-                "first must be between 0 and 500".into(),
-            ));
+            return Err(ApiError::BadInput("first must be between 0 and 500".into()));
         }
         let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller)
-            .await
-            ?;
+        let tx = begin_as(&mut client, &ctx.caller).await?;
         let sql = format!(
             "select {} from public.notifications n
               where n.user_id = public.current_user_id()
@@ -59,10 +53,7 @@ impl Query {
               order by n.created_at desc, n.id desc limit $1",
             Notification::COLUMNS
         );
-        let rows = tx
-            .query(&sql, &[&i64::from(first), &after])
-            .await
-            ?;
+        let rows = tx.query(&sql, &[&i64::from(first), &after]).await?;
         tx.commit().await?;
         Ok(rows.iter().map(Notification::from_row).collect())
     }
@@ -70,9 +61,7 @@ impl Query {
     /// Documents of the caller's tenants.
     async fn documents(ctx: &Context) -> ApiResult<Vec<Document>> {
         let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller)
-            .await
-            ?;
+        let tx = begin_as(&mut client, &ctx.caller).await?;
         let sql = format!(
             "select {} from public.documents order by updated_at desc, id",
             Document::COLUMNS
@@ -85,13 +74,13 @@ impl Query {
     /// Tenants the caller belongs to.
     async fn tenants(ctx: &Context) -> ApiResult<Vec<Tenant>> {
         let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller)
-            .await
-            ?;
+        let tx = begin_as(&mut client, &ctx.caller).await?;
         let rows = tx
-            .query("select id::text, name from public.tenants order by name", &[])
-            .await
-            ?;
+            .query(
+                "select id::text, name from public.tenants order by name",
+                &[],
+            )
+            .await?;
         tx.commit().await?;
         Ok(rows
             .iter()

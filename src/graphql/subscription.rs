@@ -142,13 +142,13 @@ async fn open(
     let overflowed = registration.overflowed.clone();
     let live = registration
         .map(Ok)
-    .chain(futures::stream::once(async move {
-        if overflowed.load(Ordering::Relaxed) {
-            Err(ApiError::SlowConsumer(QUEUE_CAPACITY))
-        } else {
-            Err(ApiError::Unavailable("subscription closed"))
-        }
-    }));
+        .chain(futures::stream::once(async move {
+            if overflowed.load(Ordering::Relaxed) {
+                Err(ApiError::SlowConsumer(QUEUE_CAPACITY))
+            } else {
+                Err(ApiError::Unavailable("subscription closed"))
+            }
+        }));
     let stream = catch_up.chain(live).scan(false, |failed, item| {
         let out = if *failed {
             None

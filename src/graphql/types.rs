@@ -142,7 +142,10 @@ impl Notification {
             title: s("title").unwrap_or_default(),
             body: s("body"),
             data: Json(Arc::new(
-                image.get("data").cloned().unwrap_or(serde_json::Value::Null),
+                image
+                    .get("data")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null),
             )),
             created_at: t("created_at")?,
             read_at: t("read_at"),

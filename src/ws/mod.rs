@@ -42,14 +42,11 @@ impl Protocol {
 
 /// Picks the first subprotocol the client offers that we speak.
 pub fn negotiate(offered: Option<&str>) -> Option<Protocol> {
-    offered?
-        .split(',')
-        .map(str::trim)
-        .find_map(|p| match p {
-            "graphql-transport-ws" => Some(Protocol::TransportWs),
-            "graphql-ws" => Some(Protocol::LegacyWs),
-            _ => None,
-        })
+    offered?.split(',').map(str::trim).find_map(|p| match p {
+        "graphql-transport-ws" => Some(Protocol::TransportWs),
+        "graphql-ws" => Some(Protocol::LegacyWs),
+        _ => None,
+    })
 }
 
 /// The WebSocket route.
@@ -77,14 +74,10 @@ pub fn route(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
                 let reply = ws
                     .max_message_size(max.saturating_mul(4))
                     .max_frame_size(max.saturating_mul(4))
-                    .on_upgrade(move |socket| {
-                        session::run(socket, protocol, upgrade_token, state)
-                    });
+                    .on_upgrade(move |socket| session::run(socket, protocol, upgrade_token, state));
                 match protocol {
-                    Some(p) => {
-                        warp::reply::with_header(reply, "sec-websocket-protocol", p.name())
-                            .into_response()
-                    }
+                    Some(p) => warp::reply::with_header(reply, "sec-websocket-protocol", p.name())
+                        .into_response(),
                     None => reply.into_response(),
                 }
             },

@@ -59,9 +59,7 @@ pub async fn run(
     match protocol {
         None => {
             let mut socket = socket;
-            let _ = socket
-                .send(close(4406, "Subprotocol not acceptable"))
-                .await;
+            let _ = socket.send(close(4406, "Subprotocol not acceptable")).await;
         }
         Some(Protocol::TransportWs) => {
             let (handler, conn) = transport::connection(&state, upgrade_token, expiry_tx);
@@ -129,7 +127,10 @@ async fn drive<H, C>(
                     }
                     break;
                 } else if msg.is_binary() {
-                    vec![Step::Close(4400, "binary messages are not supported".into())]
+                    vec![Step::Close(
+                        4400,
+                        "binary messages are not supported".into(),
+                    )]
                 } else {
                     // Ping frames are answered by the WebSocket layer; pongs
                     // only prove the peer is alive.
@@ -142,7 +143,10 @@ async fn drive<H, C>(
             }
             Event::Frame(None) => break,
             Event::Output(out) => handler.on_output(out),
-            Event::InitTimeout => vec![Step::Close(4408, "Connection initialisation timeout".into())],
+            Event::InitTimeout => vec![Step::Close(
+                4408,
+                "Connection initialisation timeout".into(),
+            )],
             Event::Ping => {
                 if last_heard.elapsed() > limits.ping_interval * 3 {
                     vec![Step::Close(1011, "keep-alive timeout".into())]

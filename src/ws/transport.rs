@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use juniper::DefaultScalarValue;
 use juniper_graphql_ws::graphql_transport_ws::{
@@ -33,11 +34,14 @@ pub(super) fn connection(
     Connection<Arc<Schema>, impl Init<S, Context> + Send + use<>>,
 ) {
     let app = state.clone();
+    let handler = TransportHandler::default();
+    let accepted = handler.accepted.clone();
     let init = move |params: juniper::Variables<S>| async move {
         let payload = serde_json::to_value(&params).unwrap_or(Value::Null);
         let token = crate::auth::token_from_init_payload(&payload).or(upgrade_token);
         let caller = app.authenticate(token.as_deref()).await?;
         let _ = expiry.send(caller.exp);
+        accepted.store(true, Ordering::Relaxed);
         let max_ops = app.limits.max_operations;
         Ok::<_, crate::auth::AuthError>(
             ConnectionConfig::new(Context {
@@ -51,14 +55,17 @@ pub(super) fn connection(
         )
     };
     let conn = Connection::new(state.schema.clone(), init);
-    (TransportHandler::default(), conn)
+    (handler, conn)
 }
 
 /// Protocol state kept outside juniper.
 #[derive(Default)]
 pub(super) struct TransportHandler {
     init_received: bool,
-    acked: bool,
+    /// Set by the init callback once the token is accepted. A subscribe that
+    /// follows `connection_init` without waiting for the ack (pipelining) is
+    /// fine once this is set: juniper handles messages in order.
+    accepted: Arc<AtomicBool>,
     next_internal: u64,
     /// Client id → internal id, for operations still running.
     by_client: HashMap<String, String>,
@@ -95,7 +102,10 @@ impl Handler for TransportHandler {
                     return vec![Step::Close(4429, "Too many initialisation requests".into())];
                 }
                 self.init_received = true;
-                if msg.get("payload").is_some_and(|p| !p.is_object() && !p.is_null()) {
+                if msg
+                    .get("payload")
+                    .is_some_and(|p| !p.is_object() && !p.is_null())
+                {
                     return bad("Invalid message received: payload must be an object");
                 }
                 forward(msg)
@@ -105,16 +115,22 @@ impl Handler for TransportHandler {
                     Some(id) if !id.is_empty() => id.to_owned(),
                     _ => return bad("Invalid message received: subscribe needs a non-empty id"),
                 };
-                if !self.acked {
+                if !self.accepted.load(Ordering::Relaxed) {
                     return vec![Step::Close(4401, "Unauthorized".into())];
                 }
                 if self.by_client.contains_key(&id) {
-                    return vec![Step::Close(4409, format!("Subscriber for {id} already exists"))];
+                    return vec![Step::Close(
+                        4409,
+                        format!("Subscriber for {id} already exists"),
+                    )];
                 }
                 let Some(payload) = msg.get_mut("payload").filter(|p| p.is_object()) else {
                     return bad("Invalid message received: subscribe needs a payload object");
                 };
-                let Some(query) = payload.get("query").and_then(Value::as_str).map(str::to_owned)
+                let Some(query) = payload
+                    .get("query")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
                 else {
                     return bad("Invalid message received: subscribe needs a query");
                 };
@@ -153,12 +169,21 @@ impl Handler for TransportHandler {
             Some(Output::Message(msg)) => msg,
         };
         let msg = match msg {
-            ServerMessage::ConnectionAck => {
-                self.acked = true;
-                ServerMessage::ConnectionAck
-            }
+            ServerMessage::ConnectionAck => ServerMessage::ConnectionAck,
             // Our pongs are sent by `on_text`; juniper's keep-alive is off.
             ServerMessage::Pong => return Vec::new(),
+            // A result with no data and errors is the end of the operation
+            // (a subscription that could not start, or a stream that failed):
+            // the protocol says `error`, which also means no `complete`.
+            ServerMessage::Next { id, payload }
+                if payload.data.is_null() && !payload.errors.is_empty() =>
+            {
+                let Some(client) = self.finish(&id) else {
+                    return Vec::new();
+                };
+                let text = json!({"type": "error", "id": client, "payload": payload.errors});
+                return vec![Step::Send(text.to_string())];
+            }
             ServerMessage::Next { id, payload } => match self.by_internal.get(&id) {
                 Some(client) => ServerMessage::Next {
                     id: client.clone(),
@@ -167,7 +192,10 @@ impl Handler for TransportHandler {
                 None => return Vec::new(),
             },
             ServerMessage::Error { id, payload } => match self.finish(&id) {
-                Some(client) => ServerMessage::Error { id: client, payload },
+                Some(client) => ServerMessage::Error {
+                    id: client,
+                    payload,
+                },
                 None => return Vec::new(),
             },
             ServerMessage::Complete { id } => match self.finish(&id) {
@@ -189,7 +217,7 @@ impl Handler for TransportHandler {
     }
 
     fn initialised(&self) -> bool {
-        self.acked
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 

@@ -97,7 +97,13 @@ fn migrations_fingerprint() -> String {
 pub async fn fresh_database() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let base = base_admin_url();
-    let maintenance = connect(&url_for(&base, &admin_user(&base), admin_password(&base).as_deref(), "postgres")).await;
+    let maintenance = connect(&url_for(
+        &base,
+        &admin_user(&base),
+        admin_password(&base).as_deref(),
+        "postgres",
+    ))
+    .await;
     // Serialise template creation and cloning across test processes.
     maintenance
         .batch_execute("select pg_advisory_lock(4242001)")
@@ -119,12 +125,19 @@ pub async fn fresh_database() -> String {
             .batch_execute(&format!("create database \"{building}\""))
             .await
             .unwrap();
-        let url = url_for(&base, &admin_user(&base), admin_password(&base).as_deref(), &building);
+        let url = url_for(
+            &base,
+            &admin_user(&base),
+            admin_password(&base).as_deref(),
+            &building,
+        );
         pgherald::db::migrate::run(&url, None, Some("anon"))
             .await
             .expect("migrations apply");
         maintenance
-            .batch_execute(&format!("alter database \"{building}\" rename to \"{template}\""))
+            .batch_execute(&format!(
+                "alter database \"{building}\" rename to \"{template}\""
+            ))
             .await
             .unwrap();
     }
@@ -135,7 +148,9 @@ pub async fn fresh_database() -> String {
         chrono::Utc::now().timestamp_micros() % 1_000_000
     );
     maintenance
-        .batch_execute(&format!("create database \"{name}\" template \"{template}\""))
+        .batch_execute(&format!(
+            "create database \"{name}\" template \"{template}\""
+        ))
         .await
         .unwrap();
     maintenance
@@ -178,8 +193,18 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = fresh_database().await;
     let base = base_admin_url();
-    let admin_url = url_for(&base, &admin_user(&base), admin_password(&base).as_deref(), &db);
-    let app_url = url_for(&base, "herald_authenticator", app_password().as_deref(), &db);
+    let admin_url = url_for(
+        &base,
+        &admin_user(&base),
+        admin_password(&base).as_deref(),
+        &db,
+    );
+    let app_url = url_for(
+        &base,
+        "herald_authenticator",
+        app_password().as_deref(),
+        &db,
+    );
     let mut config = Config::new(app_url.clone(), JwtKey::Secret(SECRET.into()));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.pool_size = 8;
@@ -194,8 +219,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         app_url,
         admin_url,
     };
-    test.wait_until("listener connected", |t| t.app.state().listener.is_connected() && t.app.state().hub.position().is_some())
-        .await;
+    test.wait_until("listener connected", |t| {
+        t.app.state().listener.is_connected() && t.app.state().hub.position().is_some()
+    })
+    .await;
     test
 }
 
@@ -313,7 +340,11 @@ pub struct WsClient {
 
 impl WsClient {
     /// Connects offering `subprotocol`, with extra request headers.
-    pub async fn connect_with(url: &str, subprotocol: Option<&str>, headers: &[(&str, &str)]) -> WsClient {
+    pub async fn connect_with(
+        url: &str,
+        subprotocol: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> WsClient {
         let mut request = url.into_client_request().unwrap();
         if let Some(p) = subprotocol {
             request
@@ -360,7 +391,9 @@ impl WsClient {
                 .await
                 .expect("a websocket message within the timeout");
             match msg {
-                Some(Ok(Message::Text(t))) => return Frame::Json(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Text(t))) => {
+                    return Frame::Json(serde_json::from_str(&t).unwrap());
+                }
                 Some(Ok(Message::Close(Some(f)))) => {
                     return Frame::Close(f.code.into(), f.reason.to_string());
                 }
@@ -406,8 +439,10 @@ impl WsClient {
 
     /// Starts a legacy graphql-ws subscription.
     pub async fn start(&mut self, id: &str, query: &str, variables: Value) {
-        self.send(json!({"type": "start", "id": id, "payload": {"query": query, "variables": variables}}))
-            .await;
+        self.send(
+            json!({"type": "start", "id": id, "payload": {"query": query, "variables": variables}}),
+        )
+        .await;
     }
 
     /// Next data payload of either protocol (`next` or `data`), skipping `ka`.
@@ -431,7 +466,13 @@ pub struct NodeClient {
 
 impl NodeClient {
     /// Starts the client for `query`; `protocol` is "transport" or "legacy".
-    pub fn spawn(url: &str, token: &str, protocol: &str, query: &str, variables: Value) -> NodeClient {
+    pub fn spawn(
+        url: &str,
+        token: &str,
+        protocol: &str,
+        query: &str,
+        variables: Value,
+    ) -> NodeClient {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
         assert!(
             std::path::Path::new(dir).join("node_modules").exists(),

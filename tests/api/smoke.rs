@@ -12,8 +12,12 @@ async fn an_inserted_notification_reaches_its_recipient_over_graphql_transport_w
 
     let mut ws = WsClient::transport(&app.ws_url).await;
     ws.init(&app.token(&alice)).await;
-    ws.subscribe("1", "subscription { notificationCreated { title userId } }", json!({}))
-        .await;
+    ws.subscribe(
+        "1",
+        "subscription { notificationCreated { title userId } }",
+        json!({}),
+    )
+    .await;
     app.wait_for_subscriptions(1).await;
 
     app.sql(&format!(
