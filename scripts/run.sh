@@ -36,5 +36,8 @@ while read -r id email; do
     printf '    %-20s %s\n' "$email" "$token"
 done <<<"$users"
 echo
+echo "  Try it: open the demo page, paste a token, Connect; then"
+echo "    echo \"insert into notifications (tenant_id, user_id, title) select tenant_id, user_id, 'hello' from memberships m join users u on u.id = m.user_id where u.email = 'alice@acme.test' limit 1\" | make psql"
+echo
 
 exec "$BIN" serve
