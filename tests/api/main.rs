@@ -2,6 +2,7 @@
 //! every test gets its own database and pgherald instance.
 
 mod clients;
+mod config;
 mod delivery;
 mod helpers;
 mod protocol;
