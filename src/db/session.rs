@@ -2,7 +2,9 @@
 //! transaction, with role and claims set transaction-locally (never
 //! session-wide, which would leak to the pool's next user).
 
-use tokio_postgres::{Client, Transaction};
+use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, Transaction};
 
 use crate::auth::Caller;
 
@@ -21,4 +23,18 @@ pub async fn begin_as<'a>(
     )
     .await?;
     Ok(tx)
+}
+
+/// Runs one statement as `caller` in its own transaction and returns its rows.
+pub async fn query_as(
+    pool: &Pool,
+    caller: &Caller,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, DbError> {
+    let mut client = pool.get().await?;
+    let tx = begin_as(&mut client, caller).await?;
+    let rows = tx.query(sql, params).await?;
+    tx.commit().await?;
+    Ok(rows)
 }

@@ -4,7 +4,7 @@ use juniper::graphql_object;
 
 use super::context::Context;
 use super::types::{Document, Notification};
-use crate::db::session::begin_as;
+use crate::db::session::query_as;
 use crate::error::{ApiError, ApiResult};
 
 /// Root mutation type.
@@ -74,12 +74,6 @@ async fn one_row(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> ApiResult<tokio_postgres::Row> {
-    let mut client = ctx.app.pool.get().await?;
-    let tx = begin_as(&mut client, &ctx.caller).await?;
-    let row = tx.query_opt(sql, params).await?;
-    let Some(row) = row else {
-        return Err(ApiError::NotFound("row"));
-    };
-    tx.commit().await?;
-    Ok(row)
+    let rows = query_as(&ctx.app.pool, &ctx.caller, sql, params).await?;
+    rows.into_iter().next().ok_or(ApiError::NotFound("row"))
 }

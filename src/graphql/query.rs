@@ -4,7 +4,7 @@ use juniper::graphql_object;
 
 use super::context::Context;
 use super::types::{Document, Notification, Tenant, User};
-use crate::db::session::begin_as;
+use crate::db::session::query_as;
 use crate::error::{ApiError, ApiResult};
 use crate::events::cursor::Cursor;
 use crate::events::outbox;
@@ -16,17 +16,14 @@ pub struct Query;
 impl Query {
     /// The caller, or null when the token's `sub` is not a visible user.
     async fn me(ctx: &Context) -> ApiResult<Option<User>> {
-        let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller).await?;
-        let row = tx
-            .query_opt(
-                "select id::text, email, display_name from public.users where id = public.current_user_id()",
-                &[],
-            )
-            .await
-            ?;
-        tx.commit().await?;
-        Ok(row.map(|r| User {
+        let rows = query_as(
+            &ctx.app.pool,
+            &ctx.caller,
+            "select id::text, email, display_name from public.users where id = public.current_user_id()",
+            &[],
+        )
+        .await?;
+        Ok(rows.first().map(|r| User {
             id: r.get(0),
             email: r.get(1),
             display_name: r.get(2),
@@ -43,8 +40,6 @@ impl Query {
         if !(0..=500).contains(&first) {
             return Err(ApiError::BadInput("first must be between 0 and 500".into()));
         }
-        let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller).await?;
         let sql = format!(
             "select {} from public.notifications n
               where n.user_id = public.current_user_id()
@@ -53,35 +48,35 @@ impl Query {
               order by n.created_at desc, n.id desc limit $1",
             Notification::COLUMNS
         );
-        let rows = tx.query(&sql, &[&i64::from(first), &after]).await?;
-        tx.commit().await?;
+        let rows = query_as(
+            &ctx.app.pool,
+            &ctx.caller,
+            &sql,
+            &[&i64::from(first), &after],
+        )
+        .await?;
         Ok(rows.iter().map(Notification::from_row).collect())
     }
 
     /// Documents of the caller's tenants.
     async fn documents(ctx: &Context) -> ApiResult<Vec<Document>> {
-        let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller).await?;
         let sql = format!(
             "select {} from public.documents order by updated_at desc, id",
             Document::COLUMNS
         );
-        let rows = tx.query(&sql, &[]).await?;
-        tx.commit().await?;
+        let rows = query_as(&ctx.app.pool, &ctx.caller, &sql, &[]).await?;
         Ok(rows.iter().map(Document::from_row).collect())
     }
 
     /// Tenants the caller belongs to.
     async fn tenants(ctx: &Context) -> ApiResult<Vec<Tenant>> {
-        let mut client = ctx.app.pool.get().await?;
-        let tx = begin_as(&mut client, &ctx.caller).await?;
-        let rows = tx
-            .query(
-                "select id::text, name from public.tenants order by name",
-                &[],
-            )
-            .await?;
-        tx.commit().await?;
+        let rows = query_as(
+            &ctx.app.pool,
+            &ctx.caller,
+            "select id::text, name from public.tenants order by name",
+            &[],
+        )
+        .await?;
         Ok(rows
             .iter()
             .map(|r| Tenant {

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use juniper::DefaultScalarValue;
+use juniper_graphql_ws::Init;
 use juniper_graphql_ws::graphql_ws::{ClientMessage, Connection, ServerMessage};
-use juniper_graphql_ws::{ConnectionConfig, Init};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use super::init;
 use super::session::{Handler, Step};
 use crate::app::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
@@ -30,19 +31,9 @@ pub(super) fn connection(
 ) {
     let app = state.clone();
     let init = move |params: juniper::Variables<S>| async move {
-        let payload = serde_json::to_value(&params).unwrap_or(Value::Null);
-        let token = crate::auth::token_from_init_payload(&payload).or(upgrade_token);
-        let caller = app.authenticate(token.as_deref()).await?;
-        let _ = expiry.send(caller.exp);
-        let max_ops = app.limits.max_operations;
-        Ok::<_, crate::auth::AuthError>(
-            ConnectionConfig::new(Context {
-                app,
-                caller: Arc::new(caller),
-            })
-            .with_max_in_flight_operations(max_ops)
-            .with_keep_alive_interval(KEEP_ALIVE),
-        )
+        let (config, exp) = init::accept(app, params, upgrade_token, KEEP_ALIVE).await?;
+        let _ = expiry.send(exp);
+        Ok::<_, crate::auth::AuthError>(config)
     };
     let conn = Connection::new(state.schema.clone(), init);
     (LegacyHandler::default(), conn)
@@ -103,13 +94,7 @@ impl Handler for LegacyHandler {
             ServerMessage::ConnectionError { .. } if !self.acked => self.refused = true,
             _ => {}
         }
-        match serde_json::to_string(&msg) {
-            Ok(text) => vec![Step::Send(text)],
-            Err(e) => {
-                tracing::error!(error = %e, "serialising a server message");
-                vec![Step::Close(1011, "Internal server error".into())]
-            }
-        }
+        Step::json(&msg, 1011)
     }
 
     fn on_close(&mut self) -> Option<ClientMessage<S>> {

@@ -8,6 +8,7 @@
 //! the init timeout, keep-alive by ping frames, token expiry and shutdown.
 
 mod frames;
+mod init;
 mod legacy;
 mod session;
 mod transport;

@@ -24,6 +24,20 @@ pub(super) enum Step<In> {
     Close(u16, String),
 }
 
+impl<In> Step<In> {
+    /// Sends `msg` as JSON; should it not serialise, closes with `error_code`
+    /// (each protocol has its own code for an internal error).
+    pub(super) fn json(msg: &impl serde::Serialize, error_code: u16) -> Vec<Step<In>> {
+        match serde_json::to_string(msg) {
+            Ok(text) => vec![Step::Send(text)],
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a server message");
+                vec![Step::Close(error_code, "Internal server error".into())]
+            }
+        }
+    }
+}
+
 /// A protocol's pre- and post-processing around its juniper connection.
 pub(super) trait Handler: Send {
     /// Client message type of the juniper connection.

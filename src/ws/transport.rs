@@ -11,16 +11,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use juniper::DefaultScalarValue;
+use juniper_graphql_ws::Init;
 use juniper_graphql_ws::graphql_transport_ws::{
     ClientMessage, Connection, Input, Output, ServerMessage,
 };
-use juniper_graphql_ws::{ConnectionConfig, Init};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use super::init;
 use super::session::{Handler, Step};
 use crate::app::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
+use std::time::Duration;
 
 type S = DefaultScalarValue;
 
@@ -37,22 +39,12 @@ pub(super) fn connection(
     let handler = TransportHandler::default();
     let accepted = handler.accepted.clone();
     let init = move |params: juniper::Variables<S>| async move {
-        let payload = serde_json::to_value(&params).unwrap_or(Value::Null);
-        let token = crate::auth::token_from_init_payload(&payload).or(upgrade_token);
-        let caller = app.authenticate(token.as_deref()).await?;
-        let _ = expiry.send(caller.exp);
+        // Keep-alive is done with ping frames by the session; juniper's own
+        // would close connections of clients that send no `ping`.
+        let (config, exp) = init::accept(app, params, upgrade_token, Duration::ZERO).await?;
+        let _ = expiry.send(exp);
         accepted.store(true, Ordering::Relaxed);
-        let max_ops = app.limits.max_operations;
-        Ok::<_, crate::auth::AuthError>(
-            ConnectionConfig::new(Context {
-                app,
-                caller: Arc::new(caller),
-            })
-            .with_max_in_flight_operations(max_ops)
-            // Keep-alive is done with ping frames by the session; juniper's
-            // own would close connections of clients that send no `ping`.
-            .with_keep_alive_interval(std::time::Duration::ZERO),
-        )
+        Ok::<_, crate::auth::AuthError>(config)
     };
     let conn = Connection::new(state.schema.clone(), init);
     (handler, conn)
@@ -203,13 +195,7 @@ impl Handler for TransportHandler {
                 None => return Vec::new(),
             },
         };
-        match serde_json::to_string(&msg) {
-            Ok(text) => vec![Step::Send(text)],
-            Err(e) => {
-                tracing::error!(error = %e, "serialising a server message");
-                vec![Step::Close(4500, "Internal server error".into())]
-            }
-        }
+        Step::json(&msg, 4500)
     }
 
     fn on_close(&mut self) -> Option<Input<S>> {
