@@ -23,16 +23,26 @@ fn signed(alg: jsonwebtoken::Algorithm, private_pem: &str, sub: &str) -> String 
 
 async fn init_result(url: &str, token: &str) -> Frame {
     let mut ws = WsClient::transport(url).await;
-    ws.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}))
-        .await;
+    ws.send(
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}),
+    )
+    .await;
     ws.next().await
 }
 
 #[tokio::test]
 async fn with_a_public_key_file_tokens_signed_by_its_private_key_are_accepted_and_others_refused() {
     for (alg, public, private) in [
-        (jsonwebtoken::Algorithm::ES256, "es256-public.pem", "es256-private.pem"),
-        (jsonwebtoken::Algorithm::RS256, "rs256-public.pem", "rs256-private.pem"),
+        (
+            jsonwebtoken::Algorithm::ES256,
+            "es256-public.pem",
+            "es256-private.pem",
+        ),
+        (
+            jsonwebtoken::Algorithm::RS256,
+            "rs256-public.pem",
+            "rs256-private.pem",
+        ),
     ] {
         let app = spawn_app_with(|c| {
             c.jwt = pgherald::JwtKey::PublicKeyFile(format!("{FIXTURES}/{public}").into());
@@ -42,17 +52,26 @@ async fn with_a_public_key_file_tokens_signed_by_its_private_key_are_accepted_an
         let alice = app.user("alice@acme.test", &[&tenant]).await;
 
         let ok = init_result(&app.ws_url, &signed(alg, private, &alice)).await;
-        assert_eq!(ok, Frame::Json(json!({"type": "connection_ack"})), "{alg:?}");
+        assert_eq!(
+            ok,
+            Frame::Json(json!({"type": "connection_ack"})),
+            "{alg:?}"
+        );
         // An HS256 token (any secret) must not pass as the public key's algorithm.
         let hs = init_result(&app.ws_url, &token_with(&alice, "app_user", 600)).await;
         assert!(matches!(hs, Frame::Close(4403, _)), "{alg:?}: {hs:?}");
         // The other key type's token neither.
         let other = match alg {
-            jsonwebtoken::Algorithm::ES256 => signed(jsonwebtoken::Algorithm::RS256, "rs256-private.pem", &alice),
+            jsonwebtoken::Algorithm::ES256 => {
+                signed(jsonwebtoken::Algorithm::RS256, "rs256-private.pem", &alice)
+            }
             _ => signed(jsonwebtoken::Algorithm::ES256, "es256-private.pem", &alice),
         };
         let refused = init_result(&app.ws_url, &other).await;
-        assert!(matches!(refused, Frame::Close(4403, _)), "{alg:?}: {refused:?}");
+        assert!(
+            matches!(refused, Frame::Close(4403, _)),
+            "{alg:?}: {refused:?}"
+        );
     }
 }
 
@@ -65,12 +84,20 @@ async fn with_an_anonymous_role_tokenless_connections_are_accepted_but_see_nothi
     let mut anon = WsClient::transport(&app.ws_url).await;
     anon.send(json!({"type": "connection_init"})).await;
     assert_eq!(anon.next_json().await["type"], "connection_ack");
-    anon.subscribe("n", "subscription { changes(table: \"notifications\") { row } }", json!({}))
-        .await;
+    anon.subscribe(
+        "n",
+        "subscription { changes(table: \"notifications\") { row } }",
+        json!({}),
+    )
+    .await;
     let mut alice_ws = WsClient::transport(&app.ws_url).await;
     alice_ws.init(&app.token(&alice)).await;
     alice_ws
-        .subscribe("n", "subscription { changes(table: \"notifications\") { row } }", json!({}))
+        .subscribe(
+            "n",
+            "subscription { changes(table: \"notifications\") { row } }",
+            json!({}),
+        )
         .await;
     app.wait_for_subscriptions(2).await;
 
@@ -80,7 +107,10 @@ async fn with_an_anonymous_role_tokenless_connections_are_accepted_but_see_nothi
     .await;
     // Alice's copy proves the event was dispatched; the anonymous subscriber
     // (no privileges on notifications) must not have received it.
-    assert_eq!(alice_ws.next_data().await["payload"]["data"]["changes"]["row"]["title"], "private");
+    assert_eq!(
+        alice_ws.next_data().await["payload"]["data"]["changes"]["row"]["title"],
+        "private"
+    );
     let ping = json!({"type": "ping", "payload": {"n": 1}});
     anon.send(ping).await;
     let next = anon.next_json().await;
