@@ -6,19 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{NodeClient, TestApp, WAIT, spawn_app};
+use crate::helpers::{NodeClient, WAIT, spawn_app};
 
 const NOTIFICATIONS: &str = "subscription { notificationCreated { id title userId } }";
-
-async fn notify(app: &TestApp, tenant: &str, user: &str, kind: &str, title: &str) {
-    app.admin
-        .execute(
-            "insert into notifications (tenant_id, user_id, kind, title) values ($1::text::uuid, $2::text::uuid, $3, $4)",
-            &[&tenant, &user, &kind, &title],
-        )
-        .await
-        .unwrap();
-}
 
 /// Waits for the client's `connected` event.
 async fn connected(client: &mut NodeClient, who: &str) {
@@ -50,7 +40,7 @@ async fn a_graphql_ws_client_with_default_settings_stays_connected_and_receives_
     connected(&mut client, "alice").await;
     app.wait_for_subscriptions(1).await;
 
-    notify(&app, &acme, &alice, "x", "at the start").await;
+    app.notify(&acme, &alice, "x", "at the start").await;
     let data = next_data(&mut client, "alice").await;
     assert_eq!(data["notificationCreated"]["title"], "at the start");
 
@@ -63,7 +53,7 @@ async fn a_graphql_ws_client_with_default_settings_stays_connected_and_receives_
     }
     assert_eq!(app.app.state().hub.subscription_count(), 1);
 
-    notify(&app, &acme, &alice, "x", "a minute later").await;
+    app.notify(&acme, &alice, "x", "a minute later").await;
     let data = next_data(&mut client, "alice").await;
     assert_eq!(data["notificationCreated"]["title"], "a minute later");
     assert_eq!(data["notificationCreated"]["userId"], json!(alice));
@@ -95,13 +85,13 @@ async fn the_legacy_subscriptions_transport_ws_client_receives_its_notification_
     connected(&mut for_bob, "bob").await;
     app.wait_for_subscriptions(2).await;
 
-    notify(&app, &acme, &alice, "x", "for alice").await;
+    app.notify(&acme, &alice, "x", "for alice").await;
     let data = next_data(&mut for_alice, "alice").await;
     assert_eq!(data["notificationCreated"]["title"], "for alice");
     assert_eq!(data["notificationCreated"]["userId"], json!(alice));
 
     // Bob's first delivery is his own, later notification: alice's never reached him.
-    notify(&app, &acme, &bob, "x", "for bob").await;
+    app.notify(&acme, &bob, "x", "for bob").await;
     let data = next_data(&mut for_bob, "bob").await;
     assert_eq!(data["notificationCreated"]["title"], "for bob");
     assert_eq!(data["notificationCreated"]["userId"], json!(bob));
@@ -134,7 +124,7 @@ async fn a_graphql_ws_client_passing_a_json_filter_variable_receives_only_matchi
         ("digest", "skip 2"),
         ("mention", "keep 2"),
     ] {
-        notify(&app, &acme, &alice, kind, title).await;
+        app.notify(&acme, &alice, kind, title).await;
     }
     // Changes arrive in commit order, so anything unmatched that slipped
     // through would show up before or between these.

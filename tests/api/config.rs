@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Frame, WsClient, spawn_app_with, token_with};
+use crate::helpers::{Frame, WsClient, bearer_init, spawn_app_with, token_with};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -23,10 +23,7 @@ fn signed(alg: jsonwebtoken::Algorithm, private_pem: &str, sub: &str) -> String 
 
 async fn init_result(url: &str, token: &str) -> Frame {
     let mut ws = WsClient::transport(url).await;
-    ws.send(
-        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}),
-    )
-    .await;
+    ws.send(bearer_init(token)).await;
     ws.next().await
 }
 
@@ -82,16 +79,14 @@ async fn with_an_anonymous_role_tokenless_connections_are_accepted_but_see_nothi
     let alice = app.user("alice@acme.test", &[&tenant]).await;
 
     let mut anon = WsClient::transport(&app.ws_url).await;
-    anon.send(json!({"type": "connection_init"})).await;
-    assert_eq!(anon.next_json().await["type"], "connection_ack");
+    anon.init_with(json!({"type": "connection_init"})).await;
     anon.subscribe(
         "n",
         "subscription { changes(table: \"notifications\") { row } }",
         json!({}),
     )
     .await;
-    let mut alice_ws = WsClient::transport(&app.ws_url).await;
-    alice_ws.init(&app.token(&alice)).await;
+    let mut alice_ws = app.transport_as(&alice).await;
     alice_ws
         .subscribe(
             "n",

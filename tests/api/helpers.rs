@@ -62,7 +62,8 @@ fn url_for(base: &str, user: &str, password: Option<&[u8]>, db: &str) -> String 
     url
 }
 
-async fn connect(url: &str) -> Client {
+/// A plain connection to `url` (the owner's or the login role's).
+pub async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
@@ -296,6 +297,31 @@ impl TestApp {
         id
     }
 
+    /// Inserts a notification of `kind` for `user` in `tenant`.
+    pub async fn notify(&self, tenant: &str, user: &str, kind: &str, title: &str) {
+        self.admin
+            .execute(
+                "insert into notifications (tenant_id, user_id, kind, title) values ($1::text::uuid, $2::text::uuid, $3, $4)",
+                &[&tenant, &user, &kind, &title],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A graphql-transport-ws connection, initialised with `user`'s token.
+    pub async fn transport_as(&self, user: &str) -> WsClient {
+        let mut ws = WsClient::transport(&self.ws_url).await;
+        ws.init(&self.token(user)).await;
+        ws
+    }
+
+    /// A legacy graphql-ws connection, initialised with `user`'s token.
+    pub async fn legacy_as(&self, user: &str) -> WsClient {
+        let mut ws = WsClient::legacy(&self.ws_url).await;
+        ws.init(&self.token(user)).await;
+        ws
+    }
+
     /// POSTs a GraphQL request with `token`.
     pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
         reqwest::Client::new()
@@ -321,6 +347,11 @@ pub fn token_with(sub: &str, role: &str, ttl_secs: i64) -> String {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
+}
+
+/// A `connection_init` message carrying `token` as a bearer authorization.
+pub fn bearer_init(token: &str) -> Value {
+    json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}})
 }
 
 /// What a WebSocket read produced.
@@ -425,8 +456,12 @@ impl WsClient {
 
     /// `connection_init` with a token; expects the ack (either protocol).
     pub async fn init(&mut self, token: &str) {
-        self.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}))
-            .await;
+        self.init_with(bearer_init(token)).await;
+    }
+
+    /// Sends the `connection_init` message `init`; expects the ack.
+    pub async fn init_with(&mut self, init: Value) {
+        self.send(init).await;
         let ack = self.next_json().await;
         assert_eq!(ack["type"], "connection_ack", "{ack}");
     }

@@ -3,7 +3,7 @@
 use pgherald::{Application, Config, JwtKey};
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, TestApp, WsClient, spawn_app};
+use crate::helpers::{SECRET, TestApp, WsClient, connect, spawn_app};
 
 const CHANGES: &str = "subscription($after: String) { changes(table: \"notifications\", ops: [INSERT], after: $after) { cursor row } }";
 
@@ -14,13 +14,8 @@ async fn insert_notifications(
     titles: impl IntoIterator<Item = String>,
 ) {
     for title in titles {
-        app.admin
-            .execute(
-                "insert into notifications (tenant_id, user_id, title) values ($1::text::uuid, $2::text::uuid, $3)",
-                &[&tenant, &user, &title],
-            )
-            .await
-            .unwrap();
+        // `info` is the column's default kind.
+        app.notify(tenant, user, "info", &title).await;
     }
 }
 
@@ -59,10 +54,7 @@ async fn rows_committed_while_the_listener_is_killed_are_delivered_once_after_it
         let url = app.admin_url.clone();
         let (tenant, alice) = (tenant.clone(), alice.clone());
         tokio::spawn(async move {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
+            let client = connect(&url).await;
             for i in 0..ROWS {
                 client
                     .execute(

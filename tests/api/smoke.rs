@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{WsClient, spawn_app};
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn an_inserted_notification_reaches_its_recipient_over_graphql_transport_ws() {
@@ -10,8 +10,7 @@ async fn an_inserted_notification_reaches_its_recipient_over_graphql_transport_w
     let acme = app.tenant("Acme").await;
     let alice = app.user("alice@acme.test", &[&acme]).await;
 
-    let mut ws = WsClient::transport(&app.ws_url).await;
-    ws.init(&app.token(&alice)).await;
+    let mut ws = app.transport_as(&alice).await;
     ws.subscribe(
         "1",
         "subscription { notificationCreated { title userId } }",
