@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 use warp::ws::{Message, WebSocket};
@@ -86,6 +86,9 @@ pub async fn run(
     }
 }
 
+/// Most outputs written per flush.
+const OUTPUT_BURST: usize = 64;
+
 enum Event<Out> {
     Frame(Option<Result<Message, warp::Error>>),
     Output(Option<Out>),
@@ -156,7 +159,18 @@ async fn drive<H, C>(
                 break;
             }
             Event::Frame(None) => break,
-            Event::Output(out) => handler.on_output(out),
+            Event::Output(out) => {
+                // Take whatever else is ready too, so a burst of events goes
+                // out with one flush instead of a write per message.
+                let mut steps = handler.on_output(out);
+                for _ in 0..OUTPUT_BURST {
+                    match from_conn.next().now_or_never() {
+                        Some(out) => steps.extend(handler.on_output(out)),
+                        None => break,
+                    }
+                }
+                steps
+            }
             Event::InitTimeout => vec![Step::Close(
                 4408,
                 "Connection initialisation timeout".into(),
@@ -193,7 +207,7 @@ async fn drive<H, C>(
                     }
                 }
                 Step::Send(text) => {
-                    if socket.send(Message::text(text)).await.is_err() {
+                    if socket.feed(Message::text(text)).await.is_err() {
                         closed = true;
                         break;
                     }
@@ -205,7 +219,7 @@ async fn drive<H, C>(
                 }
             }
         }
-        if closed {
+        if closed || socket.flush().await.is_err() {
             break;
         }
     }
