@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use futures::Stream;
 
 use super::cursor::Cursor;
-use super::hub::{self, Bounds, Delivery, Interest};
+use super::delivery::{self, Bounds, Delivery, Interest};
 use super::outbox::{self, PAGE_SIZE};
 use super::snapshot::Snapshot;
 use crate::db::DbError;
@@ -144,5 +144,5 @@ async fn next_page(
         Some(last) if page.len() as i64 == PAGE_SIZE => phase.after_id = last.id,
         _ => phase.done = true,
     }
-    Ok(hub::deliveries_for(pool, interest, &page, &phase.bounds).await?)
+    Ok(delivery::deliveries_for(pool, interest, &page, &phase.bounds).await?)
 }

@@ -1,9 +1,8 @@
-//! The hub: which subscriptions exist, and for each batch of events, which
-//! subscription gets which version of which row.
+//! The hub: which subscriptions exist, and routing each batch of events to them.
 //!
 //! The listener hands every batch to [`Hub::dispatch`]: events are matched to
-//! subscriptions by table, operation and filter; the distinct security
-//! contexts among the matches are authorized in one round trip; each
+//! subscriptions by table, operation and filter; [`super::delivery`] decides,
+//! with one authorizer round trip, which version of which row each gets; each
 //! subscription's bounded queue receives its deliveries in outbox order. A
 //! subscriber whose queue is full is ended with an error, never skipped.
 
@@ -12,66 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
-use serde_json::Value;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::cursor::Cursor;
-use super::filter::Filter;
+use super::Event;
+use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
-use super::{Event, OpSet};
-use crate::auth::Caller;
 use crate::db::DbError;
-use crate::db::authorizer::{self, Check, Verdicts};
 
 /// Deliveries a subscription may have queued before it counts as too slow.
 pub const QUEUE_CAPACITY: usize = 4096;
-
-/// What a subscription wants.
-#[derive(Clone, Debug)]
-pub struct Interest {
-    /// Table oid.
-    pub relid: u32,
-    /// Operations wanted.
-    pub ops: OpSet,
-    /// Row filter.
-    pub filter: Filter,
-    /// Whose view of the rows.
-    pub caller: Arc<Caller>,
-}
-
-/// The bounds of the batch an event was read in: it is visible in `high`, not in `low`.
-#[derive(Debug)]
-pub struct Bounds {
-    /// Start of the batch.
-    pub low: Snapshot,
-    /// End of the batch.
-    pub high: Snapshot,
-}
-
-/// One event as one subscriber may see it.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    /// The event.
-    pub event: Arc<Event>,
-    /// The new version, if the subscriber may see it (restricted to its columns).
-    pub row: Option<Arc<Value>>,
-    /// The old version, if the subscriber could see it.
-    pub old: Option<Arc<Value>>,
-    /// Batch the event was read in.
-    pub bounds: Arc<Bounds>,
-}
-
-impl Delivery {
-    /// The cursor just after this event.
-    pub fn cursor(&self, identity: &str) -> Cursor {
-        Cursor {
-            identity: identity.to_owned(),
-            low: self.bounds.low.clone(),
-            high: self.bounds.high.clone(),
-            id: self.event.id,
-        }
-    }
-}
 
 struct Entry {
     interest: Interest,
@@ -242,20 +190,19 @@ impl Hub {
         if candidates.is_empty() {
             return Ok(DispatchStats::default());
         }
-        let plan = Plan::new(events, &candidates);
-        let verdicts = {
-            let mut client = self.pool.get().await?;
-            let contexts: Vec<&Caller> = plan.contexts.iter().map(|c| c.as_ref()).collect();
-            authorizer::authorize(&mut client, &contexts, &plan.checks).await?
-        };
+        let plan = Plan::new(
+            events,
+            candidates
+                .iter()
+                .map(|c| (c.event, &c.entry.interest.caller)),
+        );
+        let verdicts = plan.authorize(&self.pool).await?;
         let mut stats = DispatchStats {
-            contexts: plan.contexts.len(),
+            contexts: plan.context_count(),
             ..DispatchStats::default()
         };
-        for (cand, slots) in candidates.iter().zip(&plan.slots) {
-            let event = &events[cand.event];
-            let Some(delivery) = decide(event, &cand.entry.interest, slots, &verdicts, bounds)
-            else {
+        for (i, cand) in candidates.iter().enumerate() {
+            let Some(delivery) = plan.decide(i, &cand.entry.interest, &verdicts, bounds) else {
                 continue;
             };
             stats.delivered += 1;
@@ -321,141 +268,4 @@ pub struct DispatchStats {
 struct Candidate {
     event: usize,
     entry: Arc<Entry>,
-}
-
-/// Check indexes for one candidate: (context, new-image check, old-image check).
-#[derive(Clone, Copy)]
-struct Slots {
-    context: usize,
-    new: Option<usize>,
-    old: Option<usize>,
-}
-
-/// The deduplicated authorization questions for a page.
-struct Plan {
-    contexts: Vec<Arc<Caller>>,
-    checks: Vec<Check>,
-    slots: Vec<Slots>,
-}
-
-impl Plan {
-    fn new(events: &[Arc<Event>], candidates: &[Candidate]) -> Plan {
-        let mut contexts = Vec::new();
-        let mut context_ids: HashMap<String, usize> = HashMap::new();
-        let mut checks = Vec::new();
-        let mut check_ids: HashMap<(usize, usize, bool), usize> = HashMap::new();
-        let mut slots = Vec::with_capacity(candidates.len());
-        for cand in candidates {
-            let caller = &cand.entry.interest.caller;
-            let context = *context_ids.entry(caller.key()).or_insert_with(|| {
-                contexts.push(caller.clone());
-                contexts.len() - 1
-            });
-            let event = &events[cand.event];
-            let mut check = |image: &Option<Arc<Value>>, is_new: bool| {
-                let image = image.as_ref()?;
-                Some(
-                    *check_ids
-                        .entry((context, cand.event, is_new))
-                        .or_insert_with(|| {
-                            checks.push(Check {
-                                context,
-                                relid: event.relid,
-                                image: image.clone(),
-                            });
-                            checks.len() - 1
-                        }),
-                )
-            };
-            let new = check(&event.new_row, true);
-            let old = check(&event.old_row, false);
-            slots.push(Slots { context, new, old });
-        }
-        Plan {
-            contexts,
-            checks,
-            slots,
-        }
-    }
-}
-
-/// The delivery for one subscriber, or `None` when it may not see a matching
-/// version of the row.
-fn decide(
-    event: &Arc<Event>,
-    interest: &Interest,
-    slots: &Slots,
-    verdicts: &Verdicts,
-    bounds: &Arc<Bounds>,
-) -> Option<Delivery> {
-    let visible = |slot: Option<usize>| slot.is_some_and(|i| verdicts.visible(i));
-    let new_visible = visible(slots.new);
-    let old_visible = visible(slots.old);
-    let new_matches = new_visible
-        && event
-            .new_row
-            .as_ref()
-            .is_some_and(|r| interest.filter.matches(r));
-    let old_matches = old_visible
-        && event
-            .old_row
-            .as_ref()
-            .is_some_and(|r| interest.filter.matches(r));
-    if !new_matches && !old_matches {
-        return None;
-    }
-    let restrict = |img: &Option<Arc<Value>>, ok: bool| {
-        img.as_ref()
-            .filter(|_| ok)
-            .map(|i| verdicts.restrict(slots.context, event.relid, i))
-    };
-    Some(Delivery {
-        event: event.clone(),
-        row: restrict(&event.new_row, new_visible),
-        old: restrict(&event.old_row, old_visible),
-        bounds: bounds.clone(),
-    })
-}
-
-/// Decides deliveries of `events` for a single subscriber (cursor catch-up).
-pub async fn deliveries_for(
-    pool: &Pool,
-    interest: &Interest,
-    events: &[Arc<Event>],
-    bounds: &Arc<Bounds>,
-) -> Result<Vec<Delivery>, DbError> {
-    let wanted: Vec<&Arc<Event>> = events
-        .iter()
-        .filter(|e| e.relid == interest.relid && interest.ops.contains(e.op))
-        .collect();
-    let mut checks = Vec::new();
-    let mut slots = Vec::new();
-    for event in &wanted {
-        let mut check = |image: &Option<Arc<Value>>| {
-            image.as_ref().map(|image| {
-                checks.push(Check {
-                    context: 0,
-                    relid: event.relid,
-                    image: image.clone(),
-                });
-                checks.len() - 1
-            })
-        };
-        let new = check(&event.new_row);
-        let old = check(&event.old_row);
-        slots.push(Slots {
-            context: 0,
-            new,
-            old,
-        });
-    }
-    let verdicts = {
-        let mut client = pool.get().await?;
-        authorizer::authorize(&mut client, &[interest.caller.as_ref()], &checks).await?
-    };
-    Ok(wanted
-        .iter()
-        .zip(&slots)
-        .filter_map(|(event, slots)| decide(event, interest, slots, &verdicts, bounds))
-        .collect())
 }

@@ -17,7 +17,8 @@ use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Bounds, Hub};
+use super::delivery::Bounds;
+use super::hub::Hub;
 use super::outbox::{self, OutboxError, PAGE_SIZE};
 use super::snapshot::Snapshot;
 

@@ -3,6 +3,7 @@
 
 pub mod catchup;
 pub mod cursor;
+pub mod delivery;
 pub mod filter;
 pub mod hub;
 pub mod listener;

@@ -16,8 +16,9 @@ use crate::error::ApiError;
 use crate::events::OpSet;
 use crate::events::catchup::{self, CatchupError};
 use crate::events::cursor::Cursor;
+use crate::events::delivery::{Delivery, Interest};
 use crate::events::filter::Filter;
-use crate::events::hub::{Delivery, Interest, QUEUE_CAPACITY};
+use crate::events::hub::QUEUE_CAPACITY;
 
 /// How long a resuming subscription waits for the listener to reach its cursor.
 const CURSOR_WAIT: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::context::Context;
 use super::json::Json;
 use crate::events::Op;
-use crate::events::hub::Delivery;
+use crate::events::delivery::Delivery;
 
 /// The database operation behind a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]

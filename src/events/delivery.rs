@@ -1,0 +1,197 @@
+//! What each subscriber receives of an event: which security contexts must be
+//! asked about which row images (deduplicated, so subscribers with the same
+//! role and claims cost one check), and, from the authorizer's verdicts,
+//! which versions of the row each subscriber gets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+use super::cursor::Cursor;
+use super::filter::Filter;
+use super::snapshot::Snapshot;
+use super::{Event, OpSet};
+use crate::auth::Caller;
+use crate::db::DbError;
+use crate::db::authorizer::{self, Check, Verdicts};
+
+/// What a subscription wants.
+#[derive(Clone, Debug)]
+pub struct Interest {
+    /// Table oid.
+    pub relid: u32,
+    /// Operations wanted.
+    pub ops: OpSet,
+    /// Row filter.
+    pub filter: Filter,
+    /// Whose view of the rows.
+    pub caller: Arc<Caller>,
+}
+
+/// The bounds of the batch an event was read in: it is visible in `high`, not in `low`.
+#[derive(Debug)]
+pub struct Bounds {
+    /// Start of the batch.
+    pub low: Snapshot,
+    /// End of the batch.
+    pub high: Snapshot,
+}
+
+/// One event as one subscriber may see it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The event.
+    pub event: Arc<Event>,
+    /// The new version, if the subscriber may see it (restricted to its columns).
+    pub row: Option<Arc<Value>>,
+    /// The old version, if the subscriber could see it.
+    pub old: Option<Arc<Value>>,
+    /// Batch the event was read in.
+    pub bounds: Arc<Bounds>,
+}
+
+impl Delivery {
+    /// The cursor just after this event.
+    pub fn cursor(&self, identity: &str) -> Cursor {
+        Cursor {
+            identity: identity.to_owned(),
+            low: self.bounds.low.clone(),
+            high: self.bounds.high.clone(),
+            id: self.event.id,
+        }
+    }
+}
+
+/// Check indexes for one candidate: its context, and its new-image and
+/// old-image checks.
+#[derive(Clone, Copy)]
+struct Slots {
+    context: usize,
+    new: Option<usize>,
+    old: Option<usize>,
+}
+
+/// The deduplicated authorization questions for a page of events and the
+/// (event, caller) candidates that want them.
+pub struct Plan<'e> {
+    events: &'e [Arc<Event>],
+    event_of: Vec<usize>,
+    contexts: Vec<Arc<Caller>>,
+    checks: Vec<Check>,
+    slots: Vec<Slots>,
+}
+
+impl<'e> Plan<'e> {
+    /// Plans the checks for `candidates`: (index into `events`, caller).
+    pub fn new<'c>(
+        events: &'e [Arc<Event>],
+        candidates: impl IntoIterator<Item = (usize, &'c Arc<Caller>)>,
+    ) -> Plan<'e> {
+        let mut plan = Plan {
+            events,
+            event_of: Vec::new(),
+            contexts: Vec::new(),
+            checks: Vec::new(),
+            slots: Vec::new(),
+        };
+        let mut context_ids: HashMap<String, usize> = HashMap::new();
+        let mut check_ids: HashMap<(usize, usize, bool), usize> = HashMap::new();
+        for (event_index, caller) in candidates {
+            let context = *context_ids.entry(caller.key()).or_insert_with(|| {
+                plan.contexts.push(caller.clone());
+                plan.contexts.len() - 1
+            });
+            let event = &events[event_index];
+            let checks = &mut plan.checks;
+            let mut check = |image: &Option<Arc<Value>>, is_new: bool| {
+                let image = image.as_ref()?;
+                Some(
+                    *check_ids
+                        .entry((context, event_index, is_new))
+                        .or_insert_with(|| {
+                            checks.push(Check {
+                                context,
+                                relid: event.relid,
+                                image: image.clone(),
+                            });
+                            checks.len() - 1
+                        }),
+                )
+            };
+            let new = check(&event.new_row, true);
+            let old = check(&event.old_row, false);
+            plan.event_of.push(event_index);
+            plan.slots.push(Slots { context, new, old });
+        }
+        plan
+    }
+
+    /// Distinct security contexts in the plan.
+    pub fn context_count(&self) -> usize {
+        self.contexts.len()
+    }
+
+    /// Asks the authorizer every question of the plan, in one round trip.
+    pub async fn authorize(&self, pool: &Pool) -> Result<Verdicts, DbError> {
+        if self.checks.is_empty() {
+            return Ok(Verdicts::default());
+        }
+        let mut client = pool.get().await?;
+        let contexts: Vec<&Caller> = self.contexts.iter().map(|c| c.as_ref()).collect();
+        authorizer::authorize(&mut client, &contexts, &self.checks).await
+    }
+
+    /// The delivery for candidate `i` (whose subscription wants `interest`),
+    /// or `None` when it may not see a version of the row its filter matches.
+    pub fn decide(
+        &self,
+        i: usize,
+        interest: &Interest,
+        verdicts: &Verdicts,
+        bounds: &Arc<Bounds>,
+    ) -> Option<Delivery> {
+        let event = &self.events[self.event_of[i]];
+        let slots = self.slots[i];
+        let visible = |slot: Option<usize>| slot.is_some_and(|c| verdicts.visible(c));
+        let new_visible = visible(slots.new);
+        let old_visible = visible(slots.old);
+        let matches = |ok: bool, img: &Option<Arc<Value>>| {
+            ok && img.as_ref().is_some_and(|r| interest.filter.matches(r))
+        };
+        if !matches(new_visible, &event.new_row) && !matches(old_visible, &event.old_row) {
+            return None;
+        }
+        let restrict = |img: &Option<Arc<Value>>, ok: bool| {
+            img.as_ref()
+                .filter(|_| ok)
+                .map(|i| verdicts.restrict(slots.context, event.relid, i))
+        };
+        Some(Delivery {
+            event: event.clone(),
+            row: restrict(&event.new_row, new_visible),
+            old: restrict(&event.old_row, old_visible),
+            bounds: bounds.clone(),
+        })
+    }
+}
+
+/// Decides deliveries of `events` for a single subscriber (cursor catch-up).
+pub async fn deliveries_for(
+    pool: &Pool,
+    interest: &Interest,
+    events: &[Arc<Event>],
+    bounds: &Arc<Bounds>,
+) -> Result<Vec<Delivery>, DbError> {
+    let wanted = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.relid == interest.relid && interest.ops.contains(e.op))
+        .map(|(i, _)| (i, &interest.caller));
+    let plan = Plan::new(events, wanted);
+    let verdicts = plan.authorize(pool).await?;
+    Ok((0..plan.slots.len())
+        .filter_map(|i| plan.decide(i, interest, &verdicts, bounds))
+        .collect())
+}
