@@ -1,0 +1,152 @@
+//! Databases for tests: the server from the environment, a migrated
+//! template, and a fresh clone of it per test.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_postgres::{Client, NoTls};
+
+pub(super) fn base_admin_url() -> String {
+    std::env::var("PGHERALD_TEST_ADMIN_URL")
+        .or_else(|_| std::env::var("HERALD_ADMIN_DATABASE_URL"))
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .expect("no database: run the tests with `make test` (or set PGHERALD_TEST_ADMIN_URL)")
+}
+
+/// Connection string for `user` on database `db`, on the server of `base`.
+pub(super) fn url_for(base: &str, user: &str, password: Option<&[u8]>, db: &str) -> String {
+    let config = tokio_postgres::Config::from_str(base).expect("admin URL parses");
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let mut url = format!("host={host} port={port} user={user} dbname={db}");
+    if let Some(pw) = password {
+        url.push_str(&format!(" password='{}'", String::from_utf8_lossy(pw)));
+    }
+    url
+}
+
+/// A plain connection to `url` (the owner's or the login role's).
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A fingerprint of the migrations, so a stale template is rebuilt.
+fn migrations_fingerprint() -> String {
+    let mut text = String::new();
+    let mut entries: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("migrations dir")
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        text.push_str(&std::fs::read_to_string(path).unwrap());
+    }
+    text.push_str(include_str!("../../../sql/roles.sql"));
+    // FNV-1a: stable across runs, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Creates a fresh, migrated database and returns its name.
+pub async fn fresh_database() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = base_admin_url();
+    let maintenance = connect(&url_for(
+        &base,
+        &admin_user(&base),
+        admin_password(&base).as_deref(),
+        "postgres",
+    ))
+    .await;
+    // Serialise template creation and cloning across test processes.
+    maintenance
+        .batch_execute("select pg_advisory_lock(4242001)")
+        .await
+        .unwrap();
+    let template = format!("pgherald_tpl_{}", migrations_fingerprint());
+    let exists = maintenance
+        .query_opt("select 1 from pg_database where datname = $1", &[&template])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        let building = format!("{template}_building");
+        maintenance
+            .batch_execute(&format!("drop database if exists \"{building}\""))
+            .await
+            .unwrap();
+        maintenance
+            .batch_execute(&format!("create database \"{building}\""))
+            .await
+            .unwrap();
+        let url = url_for(
+            &base,
+            &admin_user(&base),
+            admin_password(&base).as_deref(),
+            &building,
+        );
+        pgherald::db::migrate::run(&url, None, Some("anon"))
+            .await
+            .expect("migrations apply");
+        maintenance
+            .batch_execute(&format!(
+                "alter database \"{building}\" rename to \"{template}\""
+            ))
+            .await
+            .unwrap();
+    }
+    let name = format!(
+        "pgherald_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        chrono::Utc::now().timestamp_micros() % 1_000_000
+    );
+    maintenance
+        .batch_execute(&format!(
+            "create database \"{name}\" template \"{template}\""
+        ))
+        .await
+        .unwrap();
+    maintenance
+        .batch_execute("select pg_advisory_unlock(4242001)")
+        .await
+        .unwrap();
+    name
+}
+
+pub(super) fn admin_user(base: &str) -> String {
+    tokio_postgres::Config::from_str(base)
+        .unwrap()
+        .get_user()
+        .unwrap_or("postgres")
+        .to_owned()
+}
+
+pub(super) fn admin_password(base: &str) -> Option<Vec<u8>> {
+    tokio_postgres::Config::from_str(base)
+        .unwrap()
+        .get_password()
+        .map(<[u8]>::to_vec)
+}
+
+/// Password of the login role, when the environment gives one.
+pub(super) fn app_password() -> Option<Vec<u8>> {
+    let url = std::env::var("DATABASE_URL").ok()?;
+    tokio_postgres::Config::from_str(&url)
+        .ok()?
+        .get_password()
+        .map(<[u8]>::to_vec)
+}

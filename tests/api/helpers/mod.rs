@@ -1,0 +1,210 @@
+//! Test harness: a fresh database per test (cloned from a migrated
+//! template), a pgherald instance on port 0, an owner connection for writing
+//! rows with plain SQL, WebSocket clients, and the real npm clients.
+#![allow(dead_code)]
+
+mod database;
+mod node;
+mod ws;
+
+pub use database::{connect, fresh_database};
+pub use node::NodeClient;
+pub use ws::{Frame, WsClient};
+
+use database::{admin_password, admin_user, app_password, base_admin_url, url_for};
+use std::time::Duration;
+
+use pgherald::{Application, Config, JwtKey};
+use serde_json::{Value, json};
+use tokio_postgres::Client;
+
+/// Upper bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Secret the test instances sign tokens with.
+pub const SECRET: &str = "test-secret-of-some-length";
+
+/// A running instance with its own database.
+pub struct TestApp {
+    /// The instance.
+    pub app: Application,
+    /// `ws://…/graphql`.
+    pub ws_url: String,
+    /// `http://…`.
+    pub http_url: String,
+    /// Owner connection to the test database (bypasses RLS; writes test rows).
+    pub admin: Client,
+    /// Connection string of the login role on the test database.
+    pub app_url: String,
+    /// Owner connection string of the test database.
+    pub admin_url: String,
+}
+
+/// Starts an instance on a fresh database with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts an instance on a fresh database, after `tweak` edits its config.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let db = fresh_database().await;
+    let base = base_admin_url();
+    let admin_url = url_for(
+        &base,
+        &admin_user(&base),
+        admin_password(&base).as_deref(),
+        &db,
+    );
+    let app_url = url_for(
+        &base,
+        "herald_authenticator",
+        app_password().as_deref(),
+        &db,
+    );
+    let mut config = Config::new(app_url.clone(), JwtKey::Secret(SECRET.into()));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.pool_size = 8;
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("app starts");
+    let addr = app.local_addr();
+    let test = TestApp {
+        app,
+        ws_url: format!("ws://{addr}/graphql"),
+        http_url: format!("http://{addr}"),
+        admin: connect(&admin_url).await,
+        app_url,
+        admin_url,
+    };
+    test.wait_until("listener connected", |t| {
+        t.app.state().listener.is_connected() && t.app.state().hub.position().is_some()
+    })
+    .await;
+    test
+}
+
+impl TestApp {
+    /// Waits (bounded) until `condition` holds, re-checking as the app works.
+    pub async fn wait_until(&self, what: &str, condition: impl Fn(&TestApp) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !condition(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until the hub holds `n` subscriptions.
+    pub async fn wait_for_subscriptions(&self, n: usize) {
+        self.wait_until(&format!("{n} subscriptions"), |t| {
+            t.app.state().hub.subscription_count() == n
+        })
+        .await;
+    }
+
+    /// A token for user `sub`.
+    pub fn token(&self, sub: &str) -> String {
+        token_with(sub, "app_user", 3600)
+    }
+
+    /// Runs SQL as the owner.
+    pub async fn sql(&self, sql: &str) {
+        self.admin
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Creates a tenant; returns its id.
+    pub async fn tenant(&self, name: &str) -> String {
+        let row = self
+            .admin
+            .query_one(
+                "insert into tenants (name) values ($1) returning id::text",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        row.get(0)
+    }
+
+    /// Creates a user that is a member of `tenants`; returns its id.
+    pub async fn user(&self, email: &str, tenants: &[&str]) -> String {
+        let row = self
+            .admin
+            .query_one(
+                "insert into users (email) values ($1) returning id::text",
+                &[&email],
+            )
+            .await
+            .unwrap();
+        let id: String = row.get(0);
+        for t in tenants {
+            self.admin
+                .execute(
+                    "insert into memberships (tenant_id, user_id) values ($1::text::uuid, $2::text::uuid)",
+                    &[t, &id],
+                )
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// Inserts a notification of `kind` for `user` in `tenant`.
+    pub async fn notify(&self, tenant: &str, user: &str, kind: &str, title: &str) {
+        self.admin
+            .execute(
+                "insert into notifications (tenant_id, user_id, kind, title) values ($1::text::uuid, $2::text::uuid, $3, $4)",
+                &[&tenant, &user, &kind, &title],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A graphql-transport-ws connection, initialised with `user`'s token.
+    pub async fn transport_as(&self, user: &str) -> WsClient {
+        let mut ws = WsClient::transport(&self.ws_url).await;
+        ws.init(&self.token(user)).await;
+        ws
+    }
+
+    /// A legacy graphql-ws connection, initialised with `user`'s token.
+    pub async fn legacy_as(&self, user: &str) -> WsClient {
+        let mut ws = WsClient::legacy(&self.ws_url).await;
+        ws.init(&self.token(user)).await;
+        ws
+    }
+
+    /// POSTs a GraphQL request with `token`.
+    pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/graphql", self.http_url))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// A token with any role and lifetime (negative: already expired).
+pub fn token_with(sub: &str, role: &str, ttl_secs: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": sub, "role": role, "iat": now, "exp": now + ttl_secs});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A `connection_init` message carrying `token` as a bearer authorization.
+pub fn bearer_init(token: &str) -> Value {
+    json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}})
+}

@@ -1,0 +1,59 @@
+//! The real npm clients (tests/clients/subscribe.mjs), driven as child processes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A real npm client (tests/clients/subscribe.mjs) printing events as JSON lines.
+pub struct NodeClient {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl NodeClient {
+    /// Starts the client for `query`; `protocol` is "transport" or "legacy".
+    pub fn spawn(
+        url: &str,
+        token: &str,
+        protocol: &str,
+        query: &str,
+        variables: Value,
+    ) -> NodeClient {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+        assert!(
+            std::path::Path::new(dir).join("node_modules").exists(),
+            "npm clients missing: run `make test` (it runs npm ci in tests/clients)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg("subscribe.mjs")
+            .current_dir(dir)
+            .env("URL", url)
+            .env("TOKEN", token)
+            .env("PROTOCOL", protocol)
+            .env("QUERY", query)
+            .env("VARIABLES", variables.to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        NodeClient { child, lines }
+    }
+
+    /// Next event line, within `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> Value {
+        let line = tokio::time::timeout(timeout, self.lines.next_line())
+            .await
+            .expect("a client event within the timeout")
+            .expect("client output readable")
+            .expect("client still running");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Stops the client.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
