@@ -63,13 +63,8 @@ pub fn routes(
     let graphiql = warp::get()
         .and(warp::path("graphiql"))
         .and(warp::path::end())
-        .map(|| {
-            warp::reply::html(juniper::http::graphiql::graphiql_source(
-                "/graphql",
-                Some("/graphql"),
-            ))
-            .into_response()
-        });
+        .and(juniper_warp::graphiql_filter("/graphql", Some("/graphql")))
+        .map(|page: warp::http::Response<Vec<u8>>| page.into_response());
     let healthz = warp::path("healthz")
         .and(warp::path::end())
         .map(|| warp::reply::with_status("ok\n", StatusCode::OK).into_response());
