@@ -34,17 +34,19 @@ pub fn routes(
         });
     let max_body = state.limits.max_message_bytes as u64;
 
-    let graphql_post = warp::post()
-        .and(warp::path("graphql"))
+    // Paths before methods: a request for an unknown path is then a 404,
+    // not a 405 from whichever route checked the method first.
+    let graphql_post = warp::path("graphql")
         .and(warp::path::end())
+        .and(warp::post())
         .and(warp::body::content_length_limit(max_body))
         .and(warp::body::json::<Value>())
         .and(token)
         .and(with_state.clone())
         .then(execute);
-    let graphql_get = warp::get()
-        .and(warp::path("graphql"))
+    let graphql_get = warp::path("graphql")
         .and(warp::path::end())
+        .and(warp::get())
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .and(token)
         .and(with_state.clone())
@@ -60,9 +62,9 @@ pub fn routes(
                 execute(body, token, state).await
             },
         );
-    let graphiql = warp::get()
-        .and(warp::path("graphiql"))
+    let graphiql = warp::path("graphiql")
         .and(warp::path::end())
+        .and(warp::get())
         .and(juniper_warp::graphiql_filter("/graphql", Some("/graphql")))
         .map(|page: warp::http::Response<Vec<u8>>| page.into_response());
     let healthz = warp::path("healthz")
@@ -76,8 +78,8 @@ pub fn routes(
         .and(warp::path::end())
         .and(with_state.clone())
         .map(|state: Arc<AppState>| metrics(&state).into_response());
-    let index = warp::get()
-        .and(warp::path::end())
+    let index = warp::path::end()
+        .and(warp::get())
         .map(|| warp::reply::html(include_str!("../static/index.html")).into_response());
 
     ws::route(state)

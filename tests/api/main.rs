@@ -5,6 +5,7 @@ mod clients;
 mod config;
 mod delivery;
 mod helpers;
+mod http;
 mod protocol;
 mod resilience;
 mod rls;
