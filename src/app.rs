@@ -128,7 +128,7 @@ impl Application {
         })?;
 
         let shutdown = CancellationToken::new();
-        let hub = Hub::new(pool.clone());
+        let hub = Hub::new(pool.clone(), config.limits.subscription_queue);
         let status = Arc::new(ListenerStatus::default());
         let state = Arc::new(AppState {
             pool: pool.clone(),

@@ -26,6 +26,8 @@ pub struct Limits {
     pub init_timeout: Duration,
     /// Interval of WebSocket ping frames.
     pub ping_interval: Duration,
+    /// Deliveries a subscription may have queued before it is ended as too slow.
+    pub subscription_queue: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +38,7 @@ impl Default for Limits {
             max_connections: 10_000,
             init_timeout: Duration::from_secs(3),
             ping_interval: Duration::from_secs(12),
+            subscription_queue: 4096,
         }
     }
 }

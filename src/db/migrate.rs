@@ -7,6 +7,17 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// Identifies the embedded migrations (versions, names, checksums): equal
+/// strings mean the same schema.
+pub fn fingerprint() -> String {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| format!("{}:{}:{}", m.version(), m.name(), m.checksum()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Migration failure.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

@@ -18,8 +18,6 @@ use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
 use crate::db::DbError;
 
-/// Deliveries a subscription may have queued before it counts as too slow.
-pub const QUEUE_CAPACITY: usize = 4096;
 
 struct Entry {
     interest: Interest,
@@ -45,6 +43,8 @@ pub struct Hub {
     /// Asks the listener to read now (for example, for a cursor ahead of it).
     wake: Arc<Notify>,
     pool: Pool,
+    /// Deliveries a subscription may have queued before it counts as too slow.
+    queue_capacity: usize,
 }
 
 /// A registered subscription: its queue, and deregistration on drop.
@@ -78,14 +78,21 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    /// A hub that authorizes with connections from `pool`.
-    pub fn new(pool: Pool) -> Arc<Hub> {
+    /// A hub that authorizes with connections from `pool` and gives each
+    /// subscription a queue of `queue_capacity` deliveries.
+    pub fn new(pool: Pool, queue_capacity: usize) -> Arc<Hub> {
         Arc::new(Hub {
             registry: Mutex::new(Registry::default()),
             position: watch::Sender::new(None),
             wake: Arc::new(Notify::new()),
             pool,
+            queue_capacity: queue_capacity.max(1),
         })
+    }
+
+    /// Capacity of each subscription's queue.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
     }
 
     /// Notified when the listener should read at once.
@@ -125,7 +132,7 @@ impl Hub {
 
     /// Adds a subscription; it receives every batch that starts after now.
     pub fn register(self: &Arc<Self>, interest: Interest) -> Option<Registration> {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (tx, rx) = mpsc::channel(self.queue_capacity);
         let overflowed = Arc::new(AtomicBool::new(false));
         let mut reg = self.registry.lock().expect("hub registry");
         // Read under the registry lock: batches begin under it too.

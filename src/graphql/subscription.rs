@@ -18,7 +18,6 @@ use crate::events::catchup::{self, CatchupError};
 use crate::events::cursor::Cursor;
 use crate::events::delivery::{Delivery, Interest};
 use crate::events::filter::Filter;
-use crate::events::hub::QUEUE_CAPACITY;
 
 /// How long a resuming subscription waits for the listener to reach its cursor.
 const CURSOR_WAIT: Duration = Duration::from_secs(10);
@@ -141,11 +140,12 @@ async fn open(
         None => Box::pin(futures::stream::empty()),
     };
     let overflowed = registration.overflowed.clone();
+    let capacity = app.hub.queue_capacity();
     let live = registration
         .map(Ok)
         .chain(futures::stream::once(async move {
             if overflowed.load(Ordering::Relaxed) {
-                Err(ApiError::SlowConsumer(QUEUE_CAPACITY))
+                Err(ApiError::SlowConsumer(capacity))
             } else {
                 Err(ApiError::Unavailable("subscription closed"))
             }

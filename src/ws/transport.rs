@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use juniper::DefaultScalarValue;
 use juniper_graphql_ws::Init;
 use juniper_graphql_ws::graphql_transport_ws::{
-    ClientMessage, Connection, Input, Output, ServerMessage,
+    ClientMessage, Connection, Input, NextPayload, Output, ServerMessage,
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -164,12 +164,10 @@ impl Handler for TransportHandler {
             ServerMessage::ConnectionAck => ServerMessage::ConnectionAck,
             // Our pongs are sent by `on_text`; juniper's keep-alive is off.
             ServerMessage::Pong => return Vec::new(),
-            // A result with no data and errors is the end of the operation
+            // A result that is nothing but errors is the end of the operation
             // (a subscription that could not start, or a stream that failed):
             // the protocol says `error`, which also means no `complete`.
-            ServerMessage::Next { id, payload }
-                if payload.data.is_null() && !payload.errors.is_empty() =>
-            {
+            ServerMessage::Next { id, payload } if only_errors(&payload) => {
                 let Some(client) = self.finish(&id) else {
                     return Vec::new();
                 };
@@ -214,6 +212,17 @@ impl TransportHandler {
         self.by_client.remove(&client);
         Some(client)
     }
+}
+
+/// Whether a result carries errors and no data at all (null, or every root
+/// field null: juniper reports a failed subscription event as `{field: null}`).
+fn only_errors(payload: &NextPayload<S>) -> bool {
+    !payload.errors.is_empty()
+        && (payload.data.is_null()
+            || payload
+                .data
+                .as_object_value()
+                .is_some_and(|o| o.iter().all(|(_, v)| v.is_null())))
 }
 
 fn forward(msg: Value) -> Vec<Step<Input<S>>> {

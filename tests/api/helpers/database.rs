@@ -39,18 +39,10 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// A fingerprint of the migrations, so a stale template is rebuilt.
+/// A fingerprint of the migrations compiled into pgherald (and of the role
+/// script), so a template from another version is never reused.
 fn migrations_fingerprint() -> String {
-    let mut text = String::new();
-    let mut entries: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .expect("migrations dir")
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        text.push_str(&std::fs::read_to_string(path).unwrap());
-    }
-    text.push_str(include_str!("../../../sql/roles.sql"));
+    let text = pgherald::db::migrate::fingerprint() + include_str!("../../../sql/roles.sql");
     // FNV-1a: stable across runs, unlike std's hasher.
     let mut h: u64 = 0xcbf29ce484222325;
     for b in text.bytes() {
