@@ -52,6 +52,36 @@ fn migrations_fingerprint() -> String {
     format!("{h:016x}")
 }
 
+/// Drops test databases whose test process has exited (they are never dropped
+/// by the test itself: a failing test's database is kept for inspection until
+/// the next run), so repeated local runs do not fill the disk.
+/// Templates of other migration versions go too.
+async fn drop_leftovers(maintenance: &Client, current_template: &str) {
+    let rows = maintenance
+        .query(
+            "select datname from pg_database
+              where datname like 'pgherald\\_test\\_%' or datname like 'pgherald\\_tpl\\_%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let running = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        let stale = if name.starts_with("pgherald_tpl_") {
+            name != current_template
+        } else {
+            !running
+        };
+        if stale {
+            let _ = maintenance
+                .batch_execute(&format!("drop database if exists \"{name}\" with (force)"))
+                .await;
+        }
+    }
+}
+
 /// Creates a fresh, migrated database and returns its name.
 pub async fn fresh_database() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -69,6 +99,7 @@ pub async fn fresh_database() -> String {
         .await
         .unwrap();
     let template = format!("pgherald_tpl_{}", migrations_fingerprint());
+    drop_leftovers(&maintenance, &template).await;
     let exists = maintenance
         .query_opt("select 1 from pg_database where datname = $1", &[&template])
         .await
