@@ -18,7 +18,6 @@ use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
 use crate::db::DbError;
 
-
 struct Entry {
     interest: Interest,
     queue: mpsc::Sender<Delivery>,

@@ -3,12 +3,16 @@
 //! rows with plain SQL, WebSocket clients, and the real npm clients.
 #![allow(dead_code)]
 
+mod changes;
 mod database;
 mod node;
+mod subscriber;
 mod ws;
 
+pub use changes::{document_image, insert_document, s, summary, title_of};
 pub use database::{connect, fresh_database};
 pub use node::NodeClient;
+pub use subscriber::{NOTIFICATIONS, Protocol, Subscriber};
 pub use ws::{Frame, WsClient};
 
 use database::{admin_password, admin_user, app_password, base_admin_url, url_for};

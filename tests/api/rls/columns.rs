@@ -1,0 +1,57 @@
+//! Column privileges: a row image carries only the columns the subscriber
+//! may select.
+
+use std::collections::BTreeSet;
+
+use super::watch;
+use crate::helpers::{Protocol, s, spawn_app, summary};
+
+#[tokio::test]
+async fn row_images_carry_only_the_columns_the_subscriber_may_select() {
+    let app = spawn_app().await;
+    let acme = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&acme]).await;
+    app.sql(
+        "revoke select on public.notifications from app_user;
+         grant select (id, tenant_id, user_id, kind, title, created_at, read_at)
+           on public.notifications to app_user;",
+    )
+    .await;
+
+    let mut a = watch(&app, &alice, "alice", "notifications", Protocol::Transport).await;
+    app.wait_for_subscriptions(1).await;
+    app.sql(&format!(
+        "insert into notifications (tenant_id, user_id, title, body, data)
+         values ('{acme}', '{alice}', 'hello', 'secret body', '{{\"secret\": 1}}');
+         update notifications set read_at = now(), body = 'secret too' where title = 'hello';"
+    ))
+    .await;
+
+    let got = a.events("c", 2).await;
+    let allowed: BTreeSet<&str> = [
+        "id",
+        "tenant_id",
+        "user_id",
+        "kind",
+        "title",
+        "created_at",
+        "read_at",
+    ]
+    .into();
+    assert_eq!(
+        summary(&got),
+        vec![
+            s("INSERT", Some("hello"), None),
+            s("UPDATE", Some("hello"), Some("hello")),
+        ],
+        "{got:?}"
+    );
+    for c in &got {
+        for key in ["row", "old"] {
+            if let Some(image) = c[key].as_object() {
+                let columns: BTreeSet<&str> = image.keys().map(String::as_str).collect();
+                assert_eq!(columns, allowed, "{key} columns: {c}");
+            }
+        }
+    }
+}
