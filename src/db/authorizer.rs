@@ -2,7 +2,7 @@
 //! security contexts that want them, one database round trip says which
 //! context may see which image, and which columns it may select.
 //!
-//! The work happens in `herald.authorize` (migrations/V1), which switches
+//! The work happens in `herald.authorize` (migrations/V4), which switches
 //! role and claims transaction-locally per context and evaluates the table's
 //! SELECT policies on each image, as Postgres would for a stored row.
 
@@ -74,13 +74,28 @@ pub async fn authorize(
         .collect();
     let ctx: Vec<i32> = checks.iter().map(|c| c.context as i32).collect();
     let rel: Vec<u32> = checks.iter().map(|c| c.relid).collect();
-    let images: Vec<&Value> = checks.iter().map(|c| c.image.as_ref()).collect();
+    // Each distinct image is sent once (checks share images through `Arc`s:
+    // one event's row checked under many contexts) and referred to by index.
+    let mut images: Vec<&Value> = Vec::new();
+    // Keyed by address (as an integer, so the future stays `Send`).
+    let mut index_of: HashMap<usize, i32> = HashMap::new();
+    let img: Vec<i32> = checks
+        .iter()
+        .map(|c| {
+            *index_of
+                .entry(Arc::as_ptr(&c.image) as usize)
+                .or_insert_with(|| {
+                    images.push(c.image.as_ref());
+                    images.len() as i32 // 1-based, as SQL arrays
+                })
+        })
+        .collect();
 
     let tx = client.transaction().await?;
     let rows = tx
         .query(
-            "select chk, visible, context, relid, columns from herald.authorize($1, $2, $3, $4)",
-            &[&context_json, &ctx, &rel, &images],
+            "select chk, visible, context, relid, columns from herald.authorize($1, $2, $3, $4, $5)",
+            &[&context_json, &ctx, &rel, &img, &images],
         )
         .await?;
     tx.commit().await?;
