@@ -19,6 +19,7 @@ use super::snapshot::Snapshot;
 use crate::db::DbError;
 
 struct Entry {
+    id: u64,
     interest: Interest,
     queue: mpsc::Sender<Delivery>,
     /// Batches numbered at or below this were read before the subscription existed.
@@ -42,6 +43,8 @@ pub struct Hub {
     /// Asks the listener to read now (for example, for a cursor ahead of it).
     wake: Arc<Notify>,
     pool: Pool,
+    /// Bumped on every registry change, for those waiting on it.
+    changes: watch::Sender<u64>,
     /// Deliveries a subscription may have queued before it counts as too slow.
     queue_capacity: usize,
 }
@@ -85,6 +88,7 @@ impl Hub {
             position: watch::Sender::new(None),
             wake: Arc::new(Notify::new()),
             pool,
+            changes: watch::Sender::new(0),
             queue_capacity: queue_capacity.max(1),
         })
     }
@@ -140,6 +144,7 @@ impl Hub {
         let id = reg.next_id;
         let relid = interest.relid;
         let entry = Entry {
+            id,
             interest,
             queue: tx,
             joined_epoch: reg.epoch,
@@ -150,6 +155,7 @@ impl Hub {
             .or_default()
             .insert(id, Arc::new(entry));
         drop(reg);
+        self.changes.send_modify(|n| *n += 1);
         Some(Registration {
             hub: self.clone(),
             relid,
@@ -168,12 +174,22 @@ impl Hub {
                 reg.by_table.remove(&relid);
             }
         }
+        drop(reg);
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Sets the first position, before any batch (listener start).
     pub fn start_at(&self, snapshot: Snapshot) {
-        let _reg = self.registry.lock().expect("hub registry");
+        let reg = self.registry.lock().expect("hub registry");
         self.position.send_replace(Some(snapshot));
+        drop(reg);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever a subscription is added or removed, or the hub gets
+    /// its first position.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Starts a batch reaching `high`; returns its epoch. Subscriptions
@@ -220,17 +236,10 @@ impl Hub {
                 // rather than skip events it would never know it missed.
                 cand.entry.overflowed.store(true, Ordering::Relaxed);
                 stats.overflowed += 1;
-                self.remove_entry(&cand.entry);
+                self.remove(cand.entry.interest.relid, cand.entry.id);
             }
         }
         Ok(stats)
-    }
-
-    fn remove_entry(&self, entry: &Arc<Entry>) {
-        let mut reg = self.registry.lock().expect("hub registry");
-        if let Some(subs) = reg.by_table.get_mut(&entry.interest.relid) {
-            subs.retain(|_, e| !Arc::ptr_eq(e, entry));
-        }
     }
 
     fn match_events(&self, events: &[Arc<Event>], epoch: u64) -> Vec<Candidate> {

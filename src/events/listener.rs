@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -55,9 +56,11 @@ impl Default for ListenerConfig {
 }
 
 /// Shared view of the listener's health, for `/readyz` and `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListenerStatus {
     connected: AtomicBool,
+    /// Bumped whenever the connection goes up or down, for those waiting on it.
+    changes: watch::Sender<u64>,
     /// Times the listener (re)connected.
     pub connects: AtomicU64,
     /// Events read and dispatched.
@@ -68,10 +71,39 @@ pub struct ListenerStatus {
     pub overflows: AtomicU64,
 }
 
+impl Default for ListenerStatus {
+    fn default() -> Self {
+        ListenerStatus {
+            connected: AtomicBool::new(false),
+            changes: watch::Sender::new(0),
+            connects: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+        }
+    }
+}
+
 impl ListenerStatus {
     /// Whether the LISTEN connection is up.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Changes whenever the connection goes up or down.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Records the connection going up (counting it) or down; returns
+    /// whether it was up.
+    fn set_connected(&self, up: bool) -> bool {
+        let was = self.connected.swap(up, Ordering::Relaxed);
+        if up {
+            self.connects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.changes.send_modify(|n| *n += 1);
+        was
     }
 }
 
@@ -106,7 +138,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             r = session(&config, &timings, &hub, &status, &mut progress, &shutdown) => r,
         };
-        if status.connected.swap(false, Ordering::Relaxed) {
+        if status.set_connected(false) {
             backoff = timings.min_backoff;
         }
         match result {
@@ -187,8 +219,7 @@ async fn session(
         hub.start_at(now.clone());
         progress.low = Some(now);
     }
-    status.connected.store(true, Ordering::Relaxed);
-    status.connects.fetch_add(1, Ordering::Relaxed);
+    status.set_connected(true);
     tracing::info!("listener connected");
 
     // Catch up on whatever committed while we were away.

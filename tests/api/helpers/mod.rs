@@ -87,15 +87,20 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
-    /// Waits (bounded) until `condition` holds, re-checking as the app works.
+    /// Waits (bounded) until `condition` holds, re-checking it whenever the
+    /// hub's subscriptions or the listener's connection change.
     pub async fn wait_until(&self, what: &str, condition: impl Fn(&TestApp) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let state = self.app.state();
+        let mut hub = state.hub.changes();
+        let mut listener = state.listener.changes();
+        let deadline = tokio::time::sleep(WAIT);
+        tokio::pin!(deadline);
         while !condition(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::select! {
+                _ = hub.changed() => {}
+                _ = listener.changed() => {}
+                _ = &mut deadline => panic!("timed out waiting for: {what}"),
+            }
         }
     }
 
