@@ -195,54 +195,63 @@ $$;
 -- columns it may select per table. One call per event batch. Role and claims
 -- are switched only transaction-locally; call it inside a transaction.
 --   contexts: [{"role": "...", "claims": {...}}, ...]
---   ctx[i], rel[i], image[i]: check i is image[i] of table rel[i] under contexts[ctx[i]]
--- Returns (chk, visible) rows for checks and (ctx, rel, columns) rows per table.
-create function herald.authorize(contexts jsonb, ctx int[], rel oid[], image jsonb[])
+--   check i: may contexts[ctx[i]] see images[img[i]] (1-based), a row of table rel[i]?
+-- Each image is sent once and referenced by index (one event's row is checked
+-- under many contexts). Checks are grouped once per (context, table), and
+-- each role's predicate and columns computed once per table per call.
+-- Returns (chk, visible) rows for checks and (context, relid, columns) rows per table.
+create function herald.authorize(contexts jsonb, ctx int[], rel oid[], img int[], images jsonb[])
 returns table (chk int, visible boolean, context int, relid oid, columns text[])
 language plpgsql volatile set search_path = pg_catalog as $$
 declare
-  c      record;
-  t      record;
-  pred   text;
-  cols   text[];
-  idxs   int[];
-  imgs   jsonb[];
+  t       record;
+  role    text;
+  key     text;
+  pred    text;
+  cols    text[];
+  preds   jsonb := '{}';
+  colsets jsonb := '{}';
 begin
-  for c in
-    select (e.ord - 1)::int as idx, e.val ->> 'role' as role, coalesce(e.val -> 'claims', '{}') as claims
-      from jsonb_array_elements(contexts) with ordinality e(val, ord)
+  for t in
+    select u.cx, u.r as relid,
+           format('%I.%I', n.nspname, cl.relname) as qualified, cl.relname::text as alias,
+           array_agg(u.i::int order by u.i) as idxs, array_agg(u.im order by u.i) as ims
+      from unnest(ctx, rel, img) with ordinality u(cx, r, im, i)
+      join pg_class cl on cl.oid = u.r
+      join pg_namespace n on n.oid = cl.relnamespace
+     group by u.cx, u.r, n.nspname, cl.relname
+     order by u.cx, u.r
   loop
+    role := contexts -> t.cx ->> 'role';
     perform set_config('role', 'none', true);
-    for t in
-      select u.r as relid, format('%I.%I', n.nspname, cl.relname) as qualified, cl.relname::text as alias,
-             array_agg(u.i::int order by u.i) as idxs, array_agg(u.img order by u.i) as imgs
-        from unnest(ctx, rel, image) with ordinality u(cx, r, img, i)
-        join pg_class cl on cl.oid = u.r
-        join pg_namespace n on n.oid = cl.relnamespace
-       where u.cx = c.idx
-       group by u.r, n.nspname, cl.relname
-    loop
-      cols := herald.selectable_columns(t.relid, c.role);
+    key := role || '/' || t.relid;
+    if not preds ? key then
+      cols := herald.selectable_columns(t.relid, role);
       pred := case when cardinality(cols) = 0 then 'false'
-                   else herald.visibility_predicate(t.relid, c.role) end;
-      return query select null::int, null::boolean, c.idx, t.relid, cols;
-      perform set_config('role', c.role, true);
-      perform set_config('request.jwt.claims', c.claims::text, true);
-      begin
-        return query execute format(
-          'select herald__u.herald__i, coalesce((%s), false), null::int, null::oid, null::text[] '
-          'from unnest($1::int[], $2::jsonb[]) as herald__u(herald__i, herald__img) '
-          'cross join lateral jsonb_populate_record(null::%s, herald__u.herald__img) as %I',
-          coalesce(pred, 'false'), t.qualified, t.alias)
-          using t.idxs, t.imgs;
-      exception when others then
-        -- A policy that errors for this context (say, a claim that does not
-        -- cast) hides the rows, as the error would in a real SELECT.
-        raise warning 'herald.authorize: policy of % failed for role %: %', t.qualified, c.role, sqlerrm;
-        return query select i, false, null::int, null::oid, null::text[] from unnest(t.idxs) i;
-      end;
-      perform set_config('role', 'none', true);
-    end loop;
+                   else coalesce(herald.visibility_predicate(t.relid, role), 'false') end;
+      preds := preds || jsonb_build_object(key, pred);
+      colsets := colsets || jsonb_build_object(key, to_jsonb(cols));
+    end if;
+    pred := preds ->> key;
+    cols := array(select jsonb_array_elements_text(colsets -> key));
+    return query select null::int, null::boolean, t.cx, t.relid, cols;
+    perform set_config('role', role, true);
+    perform set_config('request.jwt.claims', coalesce(contexts -> t.cx -> 'claims', '{}')::text, true);
+    begin
+      return query execute format(
+        'select herald__u.herald__i, coalesce((%s), false), null::int, null::oid, null::text[] '
+        'from unnest($1::int[], $2::int[]) as herald__u(herald__i, herald__im) '
+        'join unnest($3::jsonb[]) with ordinality as herald__x(herald__img, herald__n) '
+        '  on herald__x.herald__n = herald__u.herald__im '
+        'cross join lateral jsonb_populate_record(null::%s, herald__x.herald__img) as %I',
+        pred, t.qualified, t.alias)
+        using t.idxs, t.ims, images;
+    exception when others then
+      -- A policy that errors for this context (say, a claim that does not
+      -- cast) hides the rows, as the error would in a real SELECT.
+      raise warning 'herald.authorize: policy of % failed for role %: %', t.qualified, role, sqlerrm;
+      return query select i, false, null::int, null::oid, null::text[] from unnest(t.idxs) i;
+    end;
   end loop;
   perform set_config('role', 'none', true);
   perform set_config('request.jwt.claims', '', true);
@@ -261,7 +270,7 @@ grant usage on schema herald to herald_authenticator, app_user;
 grant select on herald.events, herald.tracked, herald.retention to herald_authenticator;
 grant execute on function herald.server_identity(), herald.prune(interval),
   herald.visibility_predicate(oid, name), herald.selectable_columns(oid, name),
-  herald.authorize(jsonb, int[], oid[], jsonb[]), herald.set_context(text, jsonb)
+  herald.authorize(jsonb, int[], oid[], int[], jsonb[]), herald.set_context(text, jsonb)
   to herald_authenticator;
 grant execute on function herald.visibility_predicate(oid, name), herald.selectable_columns(oid, name)
   to app_user;

@@ -2,7 +2,7 @@
 //! security contexts that want them, one database round trip says which
 //! context may see which image, and which columns it may select.
 //!
-//! The work happens in `herald.authorize` (migrations/V4), which switches
+//! The work happens in `herald.authorize` (migrations/V1), which switches
 //! role and claims transaction-locally per context and evaluates the table's
 //! SELECT policies on each image, as Postgres would for a stored row.
 
