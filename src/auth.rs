@@ -21,28 +21,38 @@ pub struct Caller {
     pub claims: Arc<Value>,
     /// The token's expiry (seconds since the epoch), if any.
     pub exp: Option<i64>,
+    /// Role and claims as one string, computed once: the hub groups
+    /// subscribers by it for every event.
+    key: Arc<str>,
 }
 
 impl Caller {
+    /// A caller assuming `role` with `claims`.
+    pub fn new(role: String, claims: Value, exp: Option<i64>) -> Caller {
+        let key = format!("{role}\u{0}{claims}").into();
+        Caller {
+            role,
+            claims: Arc::new(claims),
+            exp,
+            key,
+        }
+    }
+
     /// The `sub` claim.
     pub fn sub(&self) -> Option<&str> {
         self.claims.get("sub").and_then(Value::as_str)
     }
 
     /// Identity of the security context: callers with equal keys see the same rows.
-    pub fn key(&self) -> String {
-        format!("{}\u{0}{}", self.role, self.claims)
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
     }
 
     /// The caller for connections without a token, when an anonymous role is configured.
     pub fn anonymous(role: &str) -> Caller {
         let mut claims = Map::new();
         claims.insert("role".into(), Value::String(role.to_owned()));
-        Caller {
-            role: role.to_owned(),
-            claims: Arc::new(Value::Object(claims)),
-            exp: None,
-        }
+        Caller::new(role.to_owned(), Value::Object(claims), None)
     }
 }
 
@@ -131,11 +141,7 @@ impl Verifier {
             Some(other) => return Err(AuthError::RoleNotAllowed(other.to_string())),
         };
         let exp = claims.get("exp").and_then(Value::as_i64);
-        Ok(Caller {
-            role,
-            claims: Arc::new(claims),
-            exp,
-        })
+        Ok(Caller::new(role, claims, exp))
     }
 
     /// Mints an HS256 token (development use: `pgherald token`).

@@ -96,10 +96,10 @@ impl<'e> Plan<'e> {
             checks: Vec::new(),
             slots: Vec::new(),
         };
-        let mut context_ids: HashMap<String, usize> = HashMap::new();
+        let mut context_ids: HashMap<Arc<str>, usize> = HashMap::new();
         let mut check_ids: HashMap<(usize, usize, bool), usize> = HashMap::new();
         for (event_index, caller) in candidates {
-            let context = *context_ids.entry(caller.key()).or_insert_with(|| {
+            let context = *context_ids.entry(caller.key().clone()).or_insert_with(|| {
                 plan.contexts.push(caller.clone());
                 plan.contexts.len() - 1
             });

@@ -11,7 +11,7 @@ use juniper::graphql_subscription;
 use super::context::Context;
 use super::json::Json;
 use super::types::{Change, ChangeOp, Notification};
-use crate::db::catalog::{self, TableError};
+use crate::db::catalog::{self, TableError, TrackedTable};
 use crate::error::ApiError;
 use crate::events::OpSet;
 use crate::events::catchup::{self, CatchupError};
@@ -37,12 +37,7 @@ impl Subscription {
         filter: Option<Json>,
         after: Option<String>,
     ) -> Result<BoxStream<Change>, ApiError> {
-        let tracked = catalog::resolve(&ctx.app.pool, &table)
-            .await
-            .map_err(|e| match e {
-                TableError::Db(e) => ApiError::from(e),
-                other => ApiError::BadInput(other.to_string()),
-            })?;
+        let tracked = tracked_table(ctx, &table).await?;
         let filter = match filter {
             Some(Json(spec)) => Filter::parse(&spec, &tracked.qualified, &tracked.columns)
                 .map_err(|e| ApiError::BadInput(e.to_string()))?,
@@ -74,12 +69,7 @@ impl Subscription {
         ctx: &Context,
         after: Option<String>,
     ) -> Result<BoxStream<Notification>, ApiError> {
-        let tracked = catalog::resolve(&ctx.app.pool, "public.notifications")
-            .await
-            .map_err(|e| match e {
-                TableError::Db(e) => ApiError::from(e),
-                other => ApiError::BadInput(other.to_string()),
-            })?;
+        let tracked = tracked_table(ctx, "public.notifications").await?;
         let Some(sub) = ctx.caller.sub() else {
             return Err(ApiError::BadInput(
                 "notificationCreated needs a token with a sub claim".into(),
@@ -160,6 +150,16 @@ async fn open(
         std::future::ready(out)
     });
     Ok(Box::pin(stream))
+}
+
+/// The tracked table `name`; unknown or ambiguous names are input errors.
+async fn tracked_table(ctx: &Context, name: &str) -> Result<TrackedTable, ApiError> {
+    catalog::resolve(&ctx.app.pool, name)
+        .await
+        .map_err(|e| match e {
+            TableError::Db(e) => ApiError::from(e),
+            other => ApiError::BadInput(other.to_string()),
+        })
 }
 
 fn catchup_error(e: CatchupError) -> ApiError {

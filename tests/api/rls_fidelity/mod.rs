@@ -27,7 +27,6 @@ mod demo;
 mod mixed_policies;
 
 use std::cell::Cell;
-use std::sync::Arc;
 
 use pgherald::auth::Caller;
 use proptest::strategy::Strategy;
@@ -70,11 +69,7 @@ fn context(label: impl Into<String>, sub: Option<Value>, sees_nothing: bool) -> 
         claims["sub"] = sub;
     }
     Context {
-        caller: Caller {
-            role: "app_user".into(),
-            claims: Arc::new(claims),
-            exp: None,
-        },
+        caller: Caller::new("app_user".into(), claims, None),
         label: label.into(),
         sees_nothing,
     }
