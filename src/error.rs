@@ -61,12 +61,6 @@ impl From<DbError> for ApiError {
     }
 }
 
-impl From<tokio_postgres::Error> for ApiError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        DbError::from(e).into()
-    }
-}
-
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         DbError::from(e).into()

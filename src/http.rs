@@ -57,7 +57,13 @@ pub fn routes(
                     "operationName": params.get("operationName"),
                 });
                 if let Some(vars) = params.get("variables") {
-                    body["variables"] = serde_json::from_str(vars).unwrap_or(Value::Null);
+                    match serde_json::from_str(vars) {
+                        Ok(vars) => body["variables"] = vars,
+                        Err(e) => {
+                            let message = format!("variables are not JSON: {e}");
+                            return error_reply(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST");
+                        }
+                    }
                 }
                 execute(body, token, state).await
             },
