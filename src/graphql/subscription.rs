@@ -11,7 +11,7 @@ use juniper::graphql_subscription;
 use super::context::Context;
 use super::json::Json;
 use super::types::{Change, ChangeOp, Notification};
-use crate::db::catalog::{self, TableError, TrackedTable};
+use crate::db::catalog::{self, Table};
 use crate::error::ApiError;
 use crate::events::OpSet;
 use crate::events::catchup::{self, CatchupError};
@@ -39,8 +39,11 @@ impl Subscription {
     ) -> Result<BoxStream<Change>, ApiError> {
         let tracked = tracked_table(ctx, &table).await?;
         let filter = match filter {
-            Some(Json(spec)) => Filter::parse(&spec, &tracked.qualified, &tracked.columns)
-                .map_err(|e| ApiError::BadInput(e.to_string()))?,
+            Some(Json(spec)) => {
+                let columns: Vec<String> = tracked.columns.iter().map(|c| c.name.clone()).collect();
+                Filter::parse(&spec, &tracked.qualified, &columns)
+                    .map_err(|e| ApiError::BadInput(e.to_string()))?
+            }
             None => Filter::default(),
         };
         let ops = match ops {
@@ -153,13 +156,12 @@ async fn open(
 }
 
 /// The tracked table `name`; unknown or ambiguous names are input errors.
-async fn tracked_table(ctx: &Context, name: &str) -> Result<TrackedTable, ApiError> {
-    catalog::resolve(&ctx.app.pool, name)
-        .await
-        .map_err(|e| match e {
-            TableError::Db(e) => ApiError::from(e),
-            other => ApiError::BadInput(other.to_string()),
-        })
+async fn tracked_table(ctx: &Context, name: &str) -> Result<Table, ApiError> {
+    let catalog = catalog::load(&ctx.app.pool).await?;
+    catalog
+        .resolve(name)
+        .cloned()
+        .map_err(|e| ApiError::BadInput(e.to_string()))
 }
 
 fn catchup_error(e: CatchupError) -> ApiError {
