@@ -1,5 +1,5 @@
-//! The application: shared state, and `Application::build`, which wires the
-//! pool, listener, hub, pruner and HTTP server together. `main` and the tests
+//! The application: `Application::build` wires the pool, listener, hub,
+//! schema reloader, pruner and HTTP server together. `main` and the tests
 //! both start pgherald through it.
 
 use std::net::SocketAddr;
@@ -10,60 +10,17 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{AuthError, Caller, Verifier};
-use crate::config::{Config, JwtKey, Limits};
+use crate::auth::Verifier;
+use crate::config::{Config, JwtKey};
 use crate::db::roles::{self, RoleGate};
-use crate::db::{self, pool};
+use crate::db::{self, catalog, pool};
 use crate::events::catchup;
+use crate::events::feed::Feed;
 use crate::events::hub::Hub;
 use crate::events::listener::{self, ListenerConfig, ListenerStatus};
-use crate::graphql::{self, Schema};
+use crate::graphql::{self, SchemaHandle};
 use crate::http;
-
-/// State shared by every request and connection.
-pub struct AppState {
-    /// Query pool (runs as the login role; callers' identity is set per transaction).
-    pub pool: Pool,
-    /// Routes events to subscriptions.
-    pub hub: Arc<Hub>,
-    /// The GraphQL schema.
-    pub schema: Arc<Schema>,
-    /// JWT verification.
-    pub verifier: Verifier,
-    /// Which roles tokens may name.
-    pub roles: RoleGate,
-    /// Role of connections without a token.
-    pub anon_role: Option<String>,
-    /// Database identity, for cursors.
-    pub identity: Arc<str>,
-    /// Listener health.
-    pub listener: Arc<ListenerStatus>,
-    /// Per-connection limits.
-    pub limits: Limits,
-    /// Caps open WebSocket connections.
-    pub connection_permits: Arc<Semaphore>,
-    /// Cancelled when the server shuts down.
-    pub shutdown: CancellationToken,
-}
-
-impl AppState {
-    /// The caller for `token`: verified, and its role one the login role may assume.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, AuthError> {
-        let caller = match (token, &self.anon_role) {
-            (Some(token), _) => self.verifier.verify(token)?,
-            (None, Some(anon)) => return Ok(Caller::anonymous(anon)),
-            (None, None) => return Err(AuthError::Missing),
-        };
-        match self.roles.may_assume(&self.pool, &caller.role).await {
-            Ok(true) => Ok(caller),
-            Ok(false) => Err(AuthError::RoleNotAllowed(caller.role)),
-            Err(e) => {
-                tracing::error!(error = %e, "role check failed");
-                Err(AuthError::Invalid)
-            }
-        }
-    }
-}
+use crate::state::AppState;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,17 +84,18 @@ impl Application {
             source,
         })?;
 
+        let catalog = catalog::load(&pool).await?;
         let shutdown = CancellationToken::new();
         let hub = Hub::new(pool.clone(), config.limits.subscription_queue);
         let status = Arc::new(ListenerStatus::default());
         let state = Arc::new(AppState {
             pool: pool.clone(),
             hub: hub.clone(),
-            schema: graphql::schema(),
+            feed: Arc::new(Feed::new(hub.clone(), pool.clone(), identity)),
+            schema: SchemaHandle::new(graphql::build(catalog)),
             verifier,
             roles: RoleGate::default(),
             anon_role: config.anon_role.clone(),
-            identity,
             listener: status.clone(),
             limits: config.limits.clone(),
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
@@ -149,9 +107,10 @@ impl Application {
             listener_config,
             ListenerConfig::default(),
             hub,
-            status,
+            status.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(reload_schema(state.clone(), status, shutdown.clone()));
         tasks.spawn(prune_periodically(
             pool,
             config.retention,
@@ -189,6 +148,46 @@ impl Application {
         signal.await;
         tracing::info!("shutting down");
         self.shutdown().await;
+    }
+}
+
+/// How often the catalog is compared even without a notification (DDL on a
+/// tracked table notifies only where the migrating role could create the
+/// event trigger).
+const CATALOG_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Rebuilds the GraphQL schema whenever the tracked tables change.
+async fn reload_schema(
+    state: Arc<AppState>,
+    status: Arc<ListenerStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut poll = tokio::time::interval(CATALOG_POLL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = status.catalog.notified() => {}
+            _ = poll.tick() => {}
+        }
+        match catalog::load(&state.pool).await {
+            Ok(catalog) if catalog == state.schema.catalog() => {}
+            Ok(catalog) => {
+                let gone: Vec<u32> = state
+                    .schema
+                    .catalog()
+                    .tables
+                    .iter()
+                    .filter(|t| catalog.by_relid(t.relid).is_none())
+                    .map(|t| t.relid)
+                    .collect();
+                tracing::info!(tables = catalog.tables.len(), "tracked tables changed; schema rebuilt");
+                state.schema.replace(graphql::build(catalog));
+                for relid in gone {
+                    state.hub.close_table(relid);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the catalog failed"),
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 use juniper::{FieldError, IntoFieldError, ScalarValue, graphql_value};
 
 use crate::db::DbError;
+use crate::events::catchup::CatchupError;
+use crate::events::feed::FeedError;
 
 /// A failure of a GraphQL operation.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,9 @@ pub enum ApiError {
     /// The subscriber fell too far behind and was ended.
     #[error("subscription ended: the client did not keep up with its events (queue of {0} full)")]
     SlowConsumer(usize),
+    /// The subscription's table was dropped or untracked.
+    #[error("subscription ended: the table was dropped or is no longer tracked")]
+    TableGone,
     /// The service cannot answer right now.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -40,6 +45,7 @@ impl ApiError {
             ApiError::Forbidden => "FORBIDDEN",
             ApiError::ResyncRequired(_) => "RESYNC_REQUIRED",
             ApiError::SlowConsumer(_) => "SLOW_CONSUMER",
+            ApiError::TableGone => "TABLE_GONE",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
         }
@@ -55,6 +61,23 @@ impl From<DbError> for ApiError {
             }
             _ => {
                 tracing::error!(error = %e, "database error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<FeedError> for ApiError {
+    fn from(e: FeedError) -> Self {
+        match e {
+            FeedError::InvalidCursor => ApiError::BadInput(e.to_string()),
+            FeedError::Resync(_) => ApiError::ResyncRequired(e.to_string()),
+            FeedError::Unavailable(what) => ApiError::Unavailable(what),
+            FeedError::SlowConsumer(capacity) => ApiError::SlowConsumer(capacity),
+            FeedError::TableGone => ApiError::TableGone,
+            FeedError::Catchup(CatchupError::Db(e)) => e.into(),
+            FeedError::Catchup(other) => {
+                tracing::error!(error = %other, "catch-up read failed");
                 ApiError::Internal
             }
         }

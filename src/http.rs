@@ -11,9 +11,9 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::auth::{self, AuthError};
-use crate::graphql::{Context, request::prepare_variables};
+use crate::graphql::request::prepare_variables;
 use crate::ws;
 
 /// All routes.
@@ -127,11 +127,8 @@ async fn execute(mut body: Value, token: Option<String>, state: Arc<AppState>) -
             );
         }
     };
-    let context = Context {
-        app: state.clone(),
-        caller: Arc::new(caller),
-    };
-    let response = request.execute(&state.schema, &context).await;
+    let context = state.context(caller);
+    let response = request.execute(&*state.schema.current(), &context).await;
     let status = if response.is_ok() {
         StatusCode::OK
     } else {

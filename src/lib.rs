@@ -10,14 +10,16 @@
 //! 3. [`events::hub`] matches events to subscriptions (table, ops,
 //!    [`events::filter`]), asks [`db::authorizer`] once per batch which security
 //!    context may see which row version, and fills bounded per-subscription queues.
-//! 4. [`graphql`] exposes `changes` and `notificationCreated` as streams over
-//!    those queues; with a [`events::cursor`] a subscriber first replays what
-//!    it missed ([`events::catchup`]).
+//! 4. [`graphql`] exposes the generic `changes` stream and, generated from
+//!    the tracked tables ([`db::catalog`]), typed queries and subscriptions;
+//!    [`events::feed`] joins a subscription to the hub, after replaying from
+//!    its [`events::cursor`] what it missed ([`events::catchup`]).
 //! 5. [`ws`] speaks both GraphQL-over-WebSocket protocols around
 //!    juniper_graphql_ws; [`http`] serves the rest. [`auth`] turns tokens into
 //!    callers, whose role and claims [`db::session`] applies transaction-locally.
 //!
-//! [`app::Application`] wires it all; `main.rs` only parses the command line.
+//! [`app::Application`] wires it all, [`state::AppState`] is what handlers
+//! share; `main.rs` only parses the command line.
 
 pub mod app;
 pub mod auth;
@@ -27,7 +29,9 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod state;
 pub mod ws;
 
-pub use app::{AppState, Application, StartError};
+pub use app::{Application, StartError};
+pub use state::AppState;
 pub use config::{Config, JwtKey, Limits};

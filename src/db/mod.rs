@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod migrate;
 pub mod pool;
 pub mod roles;
+pub mod rows;
 pub mod session;
 
 /// A database failure, at the edge of this module.
@@ -18,6 +19,9 @@ pub enum DbError {
     /// No connection could be had from the pool.
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// The database returned something this code does not understand.
+    #[error("unexpected data: {0}")]
+    Data(String),
 }
 
 impl DbError {
@@ -26,7 +30,7 @@ impl DbError {
         match self {
             DbError::Postgres(e) => e.code().map(|c| c.code()),
             DbError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code().map(|c| c.code()),
-            DbError::Pool(_) => None,
+            DbError::Pool(_) | DbError::Data(_) => None,
         }
     }
 }

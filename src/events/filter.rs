@@ -9,6 +9,7 @@ use serde_json::Value;
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     terms: Vec<Term>,
+    spec: Value,
 }
 
 #[derive(Clone, Debug)]
@@ -52,8 +53,29 @@ pub enum FilterError {
 }
 
 impl Filter {
-    /// Parses and validates `spec` against the table's `columns`.
-    pub fn parse(spec: &Value, table: &str, columns: &[String]) -> Result<Filter, FilterError> {
+    /// Parses and validates `spec` against the columns of `table` the caller may select.
+    pub fn parse(
+        spec: &Value,
+        table: &crate::db::catalog::Table,
+        selectable: &dyn Fn(&str) -> bool,
+    ) -> Result<Filter, FilterError> {
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|c| selectable(c))
+            .collect();
+        let mut filter = Self::parse_old(spec, &table.qualified, &columns)?;
+        filter.spec = spec.clone();
+        Ok(filter)
+    }
+
+    /// The validated spec.
+    pub fn spec(&self) -> &Value {
+        &self.spec
+    }
+
+    fn parse_old(spec: &Value, table: &str, columns: &[String]) -> Result<Filter, FilterError> {
         let Value::Object(by_column) = spec else {
             return Err(FilterError::Shape);
         };
@@ -89,7 +111,7 @@ impl Filter {
                 });
             }
         }
-        Ok(Filter { terms })
+        Ok(Filter { terms, spec: Value::Object(Default::default()) })
     }
 
     /// A filter on one column's equality, used by `notificationCreated`.
@@ -100,6 +122,7 @@ impl Filter {
                 cmp: Cmp::Eq,
                 value,
             }],
+            spec: Value::Null,
         }
     }
 
@@ -160,7 +183,7 @@ mod tests {
 
     #[test]
     fn terms_are_anded_and_compare_by_type() {
-        let f = Filter::parse(
+        let f = Filter::parse_old(
             &json!({"kind": {"in": ["a", "b"]}, "n": {"gte": 2, "lt": 5}}),
             "t",
             &cols(),
@@ -176,22 +199,22 @@ mod tests {
     #[test]
     fn unknown_columns_and_operators_are_errors() {
         assert_eq!(
-            Filter::parse(&json!({"nope": {"eq": 1}}), "t", &cols()).unwrap_err(),
+            Filter::parse_old(&json!({"nope": {"eq": 1}}), "t", &cols()).unwrap_err(),
             FilterError::UnknownColumn {
                 column: "nope".into(),
                 table: "t".into()
             }
         );
         assert_eq!(
-            Filter::parse(&json!({"id": {"like": 1}}), "t", &cols()).unwrap_err(),
+            Filter::parse_old(&json!({"id": {"like": 1}}), "t", &cols()).unwrap_err(),
             FilterError::UnknownOperator("like".into())
         );
         assert_eq!(
-            Filter::parse(&json!({"id": 1}), "t", &cols()).unwrap_err(),
+            Filter::parse_old(&json!({"id": 1}), "t", &cols()).unwrap_err(),
             FilterError::Shape
         );
         assert_eq!(
-            Filter::parse(&json!({"id": {"in": 1}}), "t", &cols()).unwrap_err(),
+            Filter::parse_old(&json!({"id": {"in": 1}}), "t", &cols()).unwrap_err(),
             FilterError::InNeedsList
         );
     }

@@ -7,8 +7,7 @@
 //! subscriber whose queue is full is ended with an error, never skipped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, mpsc, watch};
@@ -24,7 +23,16 @@ struct Entry {
     queue: mpsc::Sender<Delivery>,
     /// Batches numbered at or below this were read before the subscription existed.
     joined_epoch: u64,
-    overflowed: Arc<AtomicBool>,
+    ended: Arc<OnceLock<EndReason>>,
+}
+
+/// Why the hub ended a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Its queue was full: it got an exact prefix of its events.
+    SlowConsumer,
+    /// Its table was dropped or is no longer tracked.
+    TableGone,
 }
 
 #[derive(Default)]
@@ -56,8 +64,8 @@ pub struct Registration {
     id: u64,
     /// Live deliveries.
     pub queue: mpsc::Receiver<Delivery>,
-    /// Set when the hub ended the subscription because its queue was full.
-    pub overflowed: Arc<AtomicBool>,
+    /// Set when the hub ended the subscription, with the reason.
+    pub ended: Arc<OnceLock<EndReason>>,
     /// Everything visible here was dispatched before this subscription joined.
     pub position: Snapshot,
 }
@@ -136,7 +144,7 @@ impl Hub {
     /// Adds a subscription; it receives every batch that starts after now.
     pub fn register(self: &Arc<Self>, interest: Interest) -> Option<Registration> {
         let (tx, rx) = mpsc::channel(self.queue_capacity);
-        let overflowed = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(OnceLock::new());
         let mut reg = self.registry.lock().expect("hub registry");
         // Read under the registry lock: batches begin under it too.
         let position = self.position.borrow().clone()?;
@@ -148,7 +156,7 @@ impl Hub {
             interest,
             queue: tx,
             joined_epoch: reg.epoch,
-            overflowed: overflowed.clone(),
+            ended: ended.clone(),
         };
         reg.by_table
             .entry(relid)
@@ -161,7 +169,7 @@ impl Hub {
             relid,
             id,
             queue: rx,
-            overflowed,
+            ended,
             position,
         })
     }
@@ -175,6 +183,20 @@ impl Hub {
             }
         }
         drop(reg);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Ends every subscription of table `relid` (dropped or untracked).
+    pub fn close_table(&self, relid: u32) {
+        let mut reg = self.registry.lock().expect("hub registry");
+        let gone = reg.by_table.remove(&relid).unwrap_or_default();
+        drop(reg);
+        for entry in gone.values() {
+            let _ = entry.ended.set(EndReason::TableGone);
+        }
+        // Dropping the entries closes their queues: each stream ends after
+        // what it already holds.
+        drop(gone);
         self.changes.send_modify(|n| *n += 1);
     }
 
@@ -228,13 +250,13 @@ impl Hub {
                 continue;
             };
             stats.delivered += 1;
-            if cand.entry.overflowed.load(Ordering::Relaxed) {
+            if cand.entry.ended.get().is_some() {
                 continue;
             }
             if cand.entry.queue.try_send(delivery).is_err() {
                 // Full (or the subscriber is gone): end it with an error
                 // rather than skip events it would never know it missed.
-                cand.entry.overflowed.store(true, Ordering::Relaxed);
+                let _ = cand.entry.ended.set(EndReason::SlowConsumer);
                 stats.overflowed += 1;
                 self.remove(cand.entry.interest.relid, cand.entry.id);
             }

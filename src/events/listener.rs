@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,8 @@ use super::snapshot::Snapshot;
 pub const CHANNEL: &str = "herald";
 /// Channel of this listener's heartbeat.
 const HEARTBEAT_CHANNEL: &str = "herald_heartbeat";
+/// Channel `herald.track`/`untrack` and the DDL event trigger notify.
+pub const CATALOG_CHANNEL: &str = "herald_catalog";
 
 /// Listener timings.
 #[derive(Clone, Debug)]
@@ -69,6 +71,9 @@ pub struct ListenerStatus {
     pub deliveries: AtomicU64,
     /// Subscriptions ended for a full queue.
     pub overflows: AtomicU64,
+    /// Woken when tracking or a tracked table's definition may have changed
+    /// (and on every connect, since notifications may have been missed).
+    pub catalog: Arc<Notify>,
 }
 
 impl Default for ListenerStatus {
@@ -80,6 +85,7 @@ impl Default for ListenerStatus {
             events: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            catalog: Arc::new(Notify::new()),
         }
     }
 }
@@ -183,6 +189,7 @@ async fn session(
     // notifications, which arrive as asynchronous messages.
     let driver = {
         let wake = wake.clone();
+        let catalog = status.catalog.clone();
         let heartbeat_seen = heartbeat_seen.clone();
         let closed = closed.clone();
         tokio::spawn(async move {
@@ -193,6 +200,9 @@ async fn session(
                         if let Ok(seq) = n.payload().parse::<u64>() {
                             heartbeat_seen.fetch_max(seq, Ordering::Relaxed);
                         }
+                    }
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == CATALOG_CHANNEL => {
+                        catalog.notify_one();
                     }
                     Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
                     Ok(_) => {}
@@ -209,7 +219,9 @@ async fn session(
 
     timed(
         timings,
-        client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}")),
+        client.batch_execute(&format!(
+            "LISTEN {CHANNEL}; LISTEN {HEARTBEAT_CHANNEL}; LISTEN {CATALOG_CHANNEL}"
+        )),
     )
     .await??;
     if progress.low.is_none() {
@@ -220,6 +232,7 @@ async fn session(
         progress.low = Some(now);
     }
     status.set_connected(true);
+    status.catalog.notify_one();
     tracing::info!("listener connected");
 
     // Catch up on whatever committed while we were away.

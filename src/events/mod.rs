@@ -4,6 +4,7 @@
 pub mod catchup;
 pub mod cursor;
 pub mod delivery;
+pub mod feed;
 pub mod filter;
 pub mod hub;
 pub mod listener;

@@ -23,7 +23,9 @@ pub enum OutboxError {
 }
 
 /// The current snapshot of the database.
-pub async fn current_snapshot(client: &Client) -> Result<Snapshot, OutboxError> {
+pub async fn current_snapshot(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Snapshot, OutboxError> {
     let row = client
         .query_one("select pg_current_snapshot()::text", &[])
         .await?;

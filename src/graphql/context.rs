@@ -1,17 +1,22 @@
-//! Per-connection GraphQL context: the shared application state and the caller.
+//! Per-operation GraphQL context: who is asking, and the two things
+//! resolvers use (the query pool and the event feed).
 
 use std::sync::Arc;
 
-use crate::app::AppState;
+use deadpool_postgres::Pool;
+
 use crate::auth::Caller;
+use crate::events::feed::Feed;
 
 /// What every resolver sees.
 #[derive(Clone)]
 pub struct Context {
-    /// Pool, hub, configuration.
-    pub app: Arc<AppState>,
     /// Whose RLS view applies.
     pub caller: Arc<Caller>,
+    /// Query pool (role and claims are set per transaction).
+    pub pool: Pool,
+    /// Where subscriptions join the event stream.
+    pub feed: Arc<Feed>,
 }
 
 impl juniper::Context for Context {}

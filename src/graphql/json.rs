@@ -70,7 +70,7 @@ impl<S: ScalarValue> FromInputValue<S> for Json {
     type Error = FieldError<S>;
 
     fn from_input_value(v: &InputValue<S>) -> Result<Self, Self::Error> {
-        let json = from_graphql(v)?;
+        let json = input_to_json(v)?;
         // A string is JSON text (how objects reach a scalar through validation).
         let json = match json {
             serde_json::Value::String(text) => serde_json::from_str(&text)
@@ -129,8 +129,10 @@ pub fn to_graphql<S: ScalarValue>(json: &serde_json::Value) -> Value<S> {
     }
 }
 
-/// A GraphQL input value as JSON.
-fn from_graphql<S: ScalarValue>(v: &InputValue<S>) -> Result<serde_json::Value, FieldError<S>> {
+/// A GraphQL input value as JSON (enum values become strings).
+pub fn input_to_json<S: ScalarValue>(
+    v: &InputValue<S>,
+) -> Result<serde_json::Value, FieldError<S>> {
     use serde_json::Value as J;
     Ok(match v {
         InputValue::Null => J::Null,
@@ -154,13 +156,13 @@ fn from_graphql<S: ScalarValue>(v: &InputValue<S>) -> Result<serde_json::Value, 
         InputValue::List(items) => J::Array(
             items
                 .iter()
-                .map(|i| from_graphql(&i.item))
+                .map(|i| input_to_json(&i.item))
                 .collect::<Result<_, _>>()?,
         ),
         InputValue::Object(fields) => J::Object(
             fields
                 .iter()
-                .map(|(k, v)| Ok((k.item.clone(), from_graphql(&v.item)?)))
+                .map(|(k, v)| Ok((k.item.clone(), input_to_json(&v.item)?)))
                 .collect::<Result<_, FieldError<S>>>()?,
         ),
     })

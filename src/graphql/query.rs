@@ -1,99 +1,194 @@
-//! Queries, each run under the caller's role and claims (RLS applies).
+//! The query root: `cursor`, and per tracked table a field reading its rows
+//! under the caller's RLS, with the cursor of the snapshot read.
 
-use juniper::graphql_object;
+use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use juniper::meta::MetaType;
+use juniper::{
+    ArcStr, Arguments, BoxFuture, DefaultScalarValue, ExecutionResult, Executor, GraphQLType,
+    GraphQLValue, GraphQLValueAsync, IntoFieldError, Registry,
+};
+use serde_json::{Value, json};
+
+use super::access::{Selectable, selected_fields, unknown_column};
 use super::context::Context;
-use super::types::{Document, Notification, Tenant, User};
-use crate::db::session::query_as;
+use super::generated::input::{Input, InputShape};
+use super::generated::object::Page;
+use super::model::{SchemaInfo, TableInfo};
+use crate::db::rows::{self, RowQuery};
 use crate::error::{ApiError, ApiResult};
-use crate::events::cursor::Cursor;
-use crate::events::outbox;
+
+type S = DefaultScalarValue;
+
+/// Rows per page unless `first` says otherwise.
+const DEFAULT_PAGE: i32 = 100;
+/// The most rows one page may ask for.
+const MAX_PAGE: i32 = 1000;
 
 /// Root query type.
 pub struct Query;
 
-#[graphql_object(context = Context)]
-impl Query {
-    /// The caller, or null when the token's `sub` is not a visible user.
-    async fn me(ctx: &Context) -> ApiResult<Option<User>> {
-        let rows = query_as(
-            &ctx.app.pool,
-            &ctx.caller,
-            "select id::text, email, display_name from public.users where id = public.current_user_id()",
-            &[],
-        )
-        .await?;
-        Ok(rows.first().map(|r| User {
-            id: r.get(0),
-            email: r.get(1),
-            display_name: r.get(2),
-        }))
+impl GraphQLType<S> for Query {
+    fn name(_: &Arc<SchemaInfo>) -> Option<ArcStr> {
+        Some(juniper::arcstr::literal!("Query"))
     }
 
-    /// The caller's notifications, newest first; `after` is the id of the
-    /// last notification of the previous page.
-    async fn notifications(
-        ctx: &Context,
-        #[graphql(default = 20)] first: i32,
-        after: Option<String>,
-    ) -> ApiResult<Vec<Notification>> {
-        if !(0..=500).contains(&first) {
-            return Err(ApiError::BadInput("first must be between 0 and 500".into()));
+    fn meta(info: &Arc<SchemaInfo>, registry: &mut Registry<S>) -> MetaType<S> {
+        let mut fields = vec![registry.field::<String>("cursor", &()).description(
+            "A cursor meaning \"now\": read state, then subscribe with `after` set to it and miss nothing.",
+        )];
+        for table in &info.tables {
+            let filter = registry.arg::<Option<Input>>("where", &InputShape::Where(table.clone()));
+            let order = registry
+                .arg::<Option<Vec<Input>>>("orderBy", &InputShape::OrderBy(table.clone()))
+                .description("Sort keys, most significant first; the primary key breaks ties.");
+            fields.push(
+                registry
+                    .field::<Page>(table.names.field.clone(), table)
+                    .argument(filter.description("Only rows matching this filter."))
+                    .argument(order)
+                    .argument(
+                        registry
+                            .arg_with_default::<i32>("first", &DEFAULT_PAGE, &())
+                            .description("Rows per page (at most 1000)."),
+                    )
+                    .argument(
+                        registry
+                            .arg::<Option<String>>("after", &())
+                            .description("`endCursor` of the previous page."),
+                    )
+                    .description(format!(
+                        "Rows of {} the caller may see (row-level security applies).",
+                        table.table.qualified
+                    )),
+            );
         }
-        let sql = format!(
-            "select {} from public.notifications n
-              where n.user_id = public.current_user_id()
-                and ($2::text is null or (n.created_at, n.id) <
-                     (select a.created_at, a.id from public.notifications a where a.id = $2::text::uuid))
-              order by n.created_at desc, n.id desc limit $1",
-            Notification::COLUMNS
-        );
-        let rows = query_as(
-            &ctx.app.pool,
-            &ctx.caller,
-            &sql,
-            &[&i64::from(first), &after],
-        )
-        .await?;
-        Ok(rows.iter().map(Notification::from_row).collect())
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
     }
+}
 
-    /// Documents of the caller's tenants.
-    async fn documents(ctx: &Context) -> ApiResult<Vec<Document>> {
-        let sql = format!(
-            "select {} from public.documents order by updated_at desc, id",
-            Document::COLUMNS
-        );
-        let rows = query_as(&ctx.app.pool, &ctx.caller, &sql, &[]).await?;
-        Ok(rows.iter().map(Document::from_row).collect())
+impl GraphQLValue<S> for Query {
+    type Context = Context;
+    type TypeInfo = Arc<SchemaInfo>;
+
+    fn type_name(&self, info: &Arc<SchemaInfo>) -> Option<ArcStr> {
+        <Self as GraphQLType<S>>::name(info)
     }
+}
 
-    /// Tenants the caller belongs to.
-    async fn tenants(ctx: &Context) -> ApiResult<Vec<Tenant>> {
-        let rows = query_as(
-            &ctx.app.pool,
-            &ctx.caller,
-            "select id::text, name from public.tenants order by name",
-            &[],
-        )
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Tenant {
-                id: r.get(0),
-                name: r.get(1),
-            })
-            .collect())
+impl GraphQLValueAsync<S> for Query {
+    fn resolve_field_async<'a>(
+        &'a self,
+        info: &'a Arc<SchemaInfo>,
+        field: &'a str,
+        args: &'a Arguments<S>,
+        executor: &'a Executor<Context, S>,
+    ) -> BoxFuture<'a, ExecutionResult<S>> {
+        Box::pin(async move {
+            let ctx = executor.context();
+            if field == "cursor" {
+                let cursor = ctx
+                    .feed
+                    .current_cursor()
+                    .await
+                    .map_err(|e| ApiError::from(e).into_field_error())?;
+                return executor.resolve_with_ctx(&(), &cursor.encode());
+            }
+            let Some(table) = info.table_by_field(field) else {
+                return Err(ApiError::BadInput(format!("unknown field {field}")).into_field_error());
+            };
+            let page = read_page(table, args, executor)
+                .await
+                .map_err(IntoFieldError::into_field_error)?;
+            executor.resolve_with_ctx_async(table, &page).await
+        })
     }
+}
 
-    /// A cursor meaning "now": read state, then subscribe with `after` set to
-    /// this and miss nothing in between.
-    async fn cursor(ctx: &Context) -> ApiResult<String> {
-        let client = ctx.app.pool.get().await?;
-        let snapshot = outbox::current_snapshot(&client).await.map_err(|e| {
-            tracing::error!(error = %e, "cursor snapshot");
-            ApiError::Internal
+async fn read_page(
+    table: &Arc<TableInfo>,
+    args: &Arguments<'_, S>,
+    executor: &Executor<'_, '_, Context, S>,
+) -> ApiResult<Page> {
+    let ctx = executor.context();
+    let arg_err = |e: juniper::FieldError<S>| ApiError::BadInput(e.message().to_owned());
+    let filter = args.get::<Input>("where").map_err(arg_err)?;
+    let order = args.get::<Vec<Input>>("orderBy").map_err(arg_err)?;
+    let first = args
+        .get::<i32>("first")
+        .map_err(arg_err)?
+        .unwrap_or(DEFAULT_PAGE);
+    let after = args.get::<String>("after").map_err(arg_err)?;
+    if !(0..=MAX_PAGE).contains(&first) {
+        return Err(ApiError::BadInput(format!(
+            "first must be between 0 and {MAX_PAGE}"
+        )));
+    }
+    let selectable = Selectable::load(&ctx.pool, table.table.relid, &ctx.caller.role).await?;
+    let filter = selectable.filter(filter.as_ref().map(|i| &i.0), &table.table)?;
+    let order_by = order_keys(order.unwrap_or_default(), table, &selectable)?;
+    selectable.check_columns(&table.table, selected_fields(executor, &["rows"]))?;
+    let after = after.map(|text: String| decode_page_cursor(&text)).transpose()?;
+    let read = rows::read_as(
+        &ctx.pool,
+        &ctx.caller,
+        RowQuery {
+            relid: table.table.relid,
+            filter: filter.spec(),
+            order_by: &order_by,
+            limit: first + 1,
+            after: after.as_ref(),
+        },
+    )
+    .await?;
+    let mut rows = read.rows;
+    let more = rows.len() > first as usize;
+    rows.truncate(first as usize);
+    let end_cursor = if more {
+        rows.last().map(|(_, key)| encode_page_cursor(key))
+    } else {
+        None
+    };
+    Ok(Page {
+        rows: rows.into_iter().map(|(row, _)| row).collect(),
+        cursor: ctx.feed.cursor_at(read.snapshot).encode(),
+        end_cursor,
+    })
+}
+
+/// `orderBy` entries (one column each) as `[{"column", "direction"}]`.
+pub(crate) fn order_keys(
+    entries: Vec<Input>,
+    table: &TableInfo,
+    selectable: &Selectable,
+) -> ApiResult<Value> {
+    let mut keys = Vec::new();
+    for Input(entry) in entries {
+        let object = entry.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+            ApiError::BadInput("each orderBy entry names exactly one column".into())
         })?;
-        Ok(Cursor::at(ctx.app.identity.to_string(), snapshot).encode())
+        let (column, direction) = object.iter().next().expect("one entry");
+        if table.column(column).is_none() || !selectable.allows(column) {
+            return Err(unknown_column(column, &table.table));
+        }
+        keys.push(json!({"column": column, "direction": direction}));
     }
+    Ok(Value::Array(keys))
+}
+
+fn encode_page_cursor(key: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(key.to_string())
+}
+
+fn decode_page_cursor(text: &str) -> ApiResult<Value> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .filter(Value::is_array)
+        .ok_or_else(|| ApiError::BadInput("after: invalid page cursor".into()))
 }

@@ -1,178 +1,293 @@
-//! Subscriptions: streams fed by the hub (live) and, with `after`, by the
-//! outbox (catch-up from a cursor).
+//! The subscription root: the generic `changes(table:, ...)` stream, and per
+//! tracked table a typed stream with `where`, `ops`, `after` and `initial`.
+//! Streams come from [`crate::events::feed`]; this module only checks the
+//! arguments and maps deliveries to GraphQL values.
 
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use juniper::graphql_subscription;
+use juniper::meta::MetaType;
+use juniper::{
+    ArcStr, Arguments, BoxFuture, DefaultScalarValue, Executor, FieldError,
+    GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, IntoFieldError,
+    Registry, Value, ValuesStream,
+};
 
+use super::access::{Selectable, selected_fields};
 use super::context::Context;
+use super::generated::input::{Input, InputShape};
+use super::generated::object::{ChangeCursor, RowChange};
 use super::json::Json;
-use super::types::{Change, ChangeOp, Notification};
-use crate::db::catalog::{self, Table};
-use crate::error::ApiError;
+use super::model::{SchemaInfo, TableInfo};
+use super::types::{Change, ChangeOp};
+use crate::db::rows::{self, RowQuery};
+use crate::error::{ApiError, ApiResult};
 use crate::events::OpSet;
-use crate::events::catchup::{self, CatchupError};
-use crate::events::cursor::Cursor;
-use crate::events::delivery::{Delivery, Interest};
-use crate::events::filter::Filter;
+use crate::events::delivery::Interest;
+use crate::events::feed::DeliveryStream;
 
-/// How long a resuming subscription waits for the listener to reach its cursor.
-const CURSOR_WAIT: Duration = Duration::from_secs(10);
+type S = DefaultScalarValue;
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, ApiError>> + Send>>;
+/// Rows an `initial` read may return before the subscription is refused.
+const MAX_INITIAL_ROWS: i32 = 10_000;
 
 /// Root subscription type.
 pub struct Subscription;
 
-#[graphql_subscription(context = Context)]
-impl Subscription {
-    /// Every committed change of a tracked table that the caller may see, in order.
-    async fn changes(
-        ctx: &Context,
-        table: String,
-        ops: Option<Vec<ChangeOp>>,
-        filter: Option<Json>,
-        after: Option<String>,
-    ) -> Result<BoxStream<Change>, ApiError> {
-        let tracked = tracked_table(ctx, &table).await?;
-        let filter = match filter {
-            Some(Json(spec)) => {
-                let columns: Vec<String> = tracked.columns.iter().map(|c| c.name.clone()).collect();
-                Filter::parse(&spec, &tracked.qualified, &columns)
-                    .map_err(|e| ApiError::BadInput(e.to_string()))?
-            }
-            None => Filter::default(),
-        };
-        let ops = match ops {
-            Some(ops) if !ops.is_empty() => OpSet::of(ops.into_iter().map(Into::into)),
-            Some(_) => return Err(ApiError::BadInput("ops must not be empty".into())),
-            None => OpSet::ALL,
-        };
-        let interest = Interest {
-            relid: tracked.relid,
-            ops,
-            filter,
-            caller: ctx.caller.clone(),
-        };
-        let identity = ctx.app.identity.clone();
-        let deliveries = open(ctx, interest, after).await?;
-        Ok(Box::pin(deliveries.map(move |d| {
-            d.map(|delivery| Change {
-                delivery,
-                identity: identity.clone(),
-            })
-        })))
+impl GraphQLType<S> for Subscription {
+    fn name(_: &Arc<SchemaInfo>) -> Option<ArcStr> {
+        Some(juniper::arcstr::literal!("Subscription"))
     }
 
-    /// The caller's new notifications.
-    async fn notification_created(
-        ctx: &Context,
-        after: Option<String>,
-    ) -> Result<BoxStream<Notification>, ApiError> {
-        let tracked = tracked_table(ctx, "public.notifications").await?;
-        let Some(sub) = ctx.caller.sub() else {
-            return Err(ApiError::BadInput(
-                "notificationCreated needs a token with a sub claim".into(),
-            ));
-        };
-        let interest = Interest {
-            relid: tracked.relid,
-            ops: OpSet::of([crate::events::Op::Insert]),
-            filter: Filter::column_eq("user_id", serde_json::Value::String(sub.to_owned())),
-            caller: ctx.caller.clone(),
-        };
-        let deliveries = open(ctx, interest, after).await?;
-        Ok(Box::pin(deliveries.filter_map(|d| async move {
-            match d {
-                Ok(d) => d.row.as_deref().and_then(Notification::from_image).map(Ok),
-                Err(e) => Some(Err(e)),
-            }
-        })))
+    fn meta(info: &Arc<SchemaInfo>, registry: &mut Registry<S>) -> MetaType<S> {
+        let mut fields = vec![
+            registry
+                .field::<Change>("changes", &())
+                .argument(registry.arg::<String>("table", &()).description(
+                    "A tracked table: `schema.table`, or the bare name when unambiguous.",
+                ))
+                .argument(registry.arg::<Option<Vec<ChangeOp>>>("ops", &()).description("Operations wanted (default: all)."))
+                .argument(registry.arg::<Option<Json>>("filter", &()).description(
+                    "`{column: {eq|neq|lt|lte|gt|gte|in|isNull|like|ilike: value}}`, ANDed; `_and`, `_or`, `_not` combine.",
+                ))
+                .argument(registry.arg::<Option<String>>("after", &()).description("Resume after this cursor."))
+                .description("Every committed change of a tracked table that the caller may see, in order."),
+        ];
+        for table in &info.tables {
+            fields.push(
+                registry
+                    .field::<RowChange>(table.names.field.clone(), table)
+                    .argument(
+                        registry
+                            .arg::<Option<Input>>("where", &InputShape::Where(table.clone()))
+                            .description("Only changes whose row version matches this filter."),
+                    )
+                    .argument(registry.arg::<Option<Vec<ChangeOp>>>("ops", &()).description("Operations wanted (default: all)."))
+                    .argument(registry.arg::<Option<String>>("after", &()).description("Resume after this cursor."))
+                    .argument(
+                        registry
+                            .arg_with_default::<bool>("initial", &false, &())
+                            .description("First stream the matching rows as they are now (`initial: true`), then every change after exactly that snapshot."),
+                    )
+                    .description(format!(
+                        "Changes of {} the caller may see, in commit order.",
+                        table.table.qualified
+                    )),
+            );
+        }
+        registry
+            .build_object_type::<Self>(info, &fields)
+            .into_meta()
     }
 }
 
-/// Joins the live stream (and, with a cursor, replays what was missed first).
-/// The stream ends after its first error.
-async fn open(
+impl GraphQLValue<S> for Subscription {
+    type Context = Context;
+    type TypeInfo = Arc<SchemaInfo>;
+
+    fn type_name(&self, info: &Arc<SchemaInfo>) -> Option<ArcStr> {
+        <Self as GraphQLType<S>>::name(info)
+    }
+}
+
+impl GraphQLValueAsync<S> for Subscription {}
+
+impl GraphQLSubscriptionValue<S> for Subscription {
+    fn resolve_field_into_stream<'s, 'i, 'ft, 'args, 'e, 'ref_e, 'res, 'f>(
+        &'s self,
+        info: &'i Arc<SchemaInfo>,
+        field: &'ft str,
+        args: Arguments<'args, S>,
+        executor: &'ref_e Executor<'ref_e, 'e, Context, S>,
+    ) -> BoxFuture<'f, Result<Value<ValuesStream<'res, S>>, FieldError<S>>>
+    where
+        's: 'f,
+        'i: 'res,
+        'ft: 'f,
+        'args: 'f,
+        'ref_e: 'f,
+        'res: 'f,
+        'e: 'res,
+    {
+        Box::pin(async move {
+            if field == "changes" {
+                let stream = generic_changes(info, &args, executor)
+                    .await
+                    .map_err(IntoFieldError::into_field_error)?;
+                return Ok(into_values(stream, executor, &()));
+            }
+            let Some(table) = info.table_by_field(field) else {
+                return Err(
+                    ApiError::BadInput(format!("unknown field {field}")).into_field_error()
+                );
+            };
+            let stream = typed_changes(table, &args, executor)
+                .await
+                .map_err(IntoFieldError::into_field_error)?;
+            Ok(into_values(stream, executor, table))
+        })
+    }
+}
+
+fn arg_err(e: FieldError<S>) -> ApiError {
+    ApiError::BadInput(e.message().to_owned())
+}
+
+/// `ops` as a set; absent means all, empty is an error.
+fn op_set(args: &Arguments<S>) -> ApiResult<OpSet> {
+    match args.get::<Vec<ChangeOp>>("ops").map_err(arg_err)? {
+        Some(ops) if ops.is_empty() => Err(ApiError::BadInput("ops must not be empty".into())),
+        Some(ops) => Ok(OpSet::of(ops.into_iter().map(Into::into))),
+        None => Ok(OpSet::ALL),
+    }
+}
+
+async fn generic_changes(
+    info: &SchemaInfo,
+    args: &Arguments<'_, S>,
+    executor: &Executor<'_, '_, Context, S>,
+) -> ApiResult<impl Stream<Item = ApiResult<Change>> + Send + use<>> {
+    let ctx = executor.context();
+    let name = args
+        .get::<String>("table")
+        .map_err(arg_err)?
+        .ok_or_else(|| ApiError::BadInput("table is required".into()))?;
+    let table = info
+        .catalog
+        .resolve(&name)
+        .map_err(|e| ApiError::BadInput(e.to_string()))?;
+    let selectable = Selectable::load(&ctx.pool, table.relid, &ctx.caller.role).await?;
+    let filter = args.get::<Json>("filter").map_err(arg_err)?;
+    let interest = Interest {
+        relid: table.relid,
+        ops: op_set(args)?,
+        filter: selectable.filter(filter.as_ref().map(|j| j.0.as_ref()), table)?,
+        caller: ctx.caller.clone(),
+    };
+    let after = parse_after(ctx, args)?;
+    let identity = ctx.feed.identity().clone();
+    let deliveries = ctx.feed.subscribe(interest, after).await?;
+    Ok(deliveries.map(move |d| {
+        d.map(|delivery| Change {
+            delivery,
+            identity: identity.clone(),
+        })
+        .map_err(ApiError::from)
+    }))
+}
+
+fn parse_after(
     ctx: &Context,
-    interest: Interest,
-    after: Option<String>,
-) -> Result<BoxStream<Delivery>, ApiError> {
-    let app = &ctx.app;
-    let cursor = match after {
-        Some(text) => {
-            let cursor = Cursor::decode(&text)
-                .map_err(|_| ApiError::BadInput("after: invalid cursor".into()))?;
-            catchup::check_resumable(&app.pool, &app.identity, &cursor)
-                .await
-                .map_err(catchup_error)?;
-            tokio::time::timeout(CURSOR_WAIT, app.hub.wait_for(&cursor.high))
-                .await
-                .map_err(|_| ApiError::Unavailable("event listener is behind"))?;
-            Some(cursor)
-        }
-        None => None,
-    };
-    let registration = app
-        .hub
-        .register(interest.clone())
-        .ok_or(ApiError::Unavailable("event listener not connected yet"))?;
-    let catch_up: BoxStream<Delivery> = match cursor {
-        Some(cursor) => Box::pin(
-            catchup::replay(
-                app.pool.clone(),
-                interest,
-                cursor,
-                registration.position.clone(),
-            )
-            .map(|r| r.map_err(catchup_error)),
-        ),
-        None => Box::pin(futures::stream::empty()),
-    };
-    let overflowed = registration.overflowed.clone();
-    let capacity = app.hub.queue_capacity();
-    let live = registration
-        .map(Ok)
-        .chain(futures::stream::once(async move {
-            if overflowed.load(Ordering::Relaxed) {
-                Err(ApiError::SlowConsumer(capacity))
-            } else {
-                Err(ApiError::Unavailable("subscription closed"))
-            }
-        }));
-    let stream = catch_up.chain(live).scan(false, |failed, item| {
-        let out = if *failed {
-            None
-        } else {
-            *failed = item.is_err();
-            Some(item)
-        };
-        std::future::ready(out)
-    });
-    Ok(Box::pin(stream))
+    args: &Arguments<S>,
+) -> ApiResult<Option<crate::events::cursor::Cursor>> {
+    args.get::<String>("after")
+        .map_err(arg_err)?
+        .map(|text| ctx.feed.parse_cursor(&text))
+        .transpose()
+        .map_err(ApiError::from)
 }
 
-/// The tracked table `name`; unknown or ambiguous names are input errors.
-async fn tracked_table(ctx: &Context, name: &str) -> Result<Table, ApiError> {
-    let catalog = catalog::load(&ctx.app.pool).await?;
-    catalog
-        .resolve(name)
-        .cloned()
-        .map_err(|e| ApiError::BadInput(e.to_string()))
-}
-
-fn catchup_error(e: CatchupError) -> ApiError {
-    match e {
-        CatchupError::ForeignCursor | CatchupError::Expired => {
-            ApiError::ResyncRequired(e.to_string())
-        }
-        CatchupError::Db(e) => ApiError::from(e),
-        CatchupError::Outbox(e) => {
-            tracing::error!(error = %e, "catch-up read failed");
-            ApiError::Internal
-        }
+async fn typed_changes(
+    table: &Arc<TableInfo>,
+    args: &Arguments<'_, S>,
+    executor: &Executor<'_, '_, Context, S>,
+) -> ApiResult<impl Stream<Item = ApiResult<RowChange>> + Send + use<>> {
+    let ctx = executor.context();
+    let selectable = Selectable::load(&ctx.pool, table.table.relid, &ctx.caller.role).await?;
+    let spec = args.get::<Input>("where").map_err(arg_err)?;
+    let filter = selectable.filter(spec.as_ref().map(|i| &i.0), &table.table)?;
+    selectable.check_columns(&table.table, selected_fields(executor, &["row", "old"]))?;
+    let ops = op_set(args)?;
+    let initial = args.get::<bool>("initial").map_err(arg_err)?.unwrap_or(false);
+    let mut after = parse_after(ctx, args)?;
+    if initial && after.is_some() {
+        return Err(ApiError::BadInput(
+            "initial and after exclude each other: resume with after alone".into(),
+        ));
     }
+    let mut first: Vec<ApiResult<RowChange>> = Vec::new();
+    if initial {
+        let read = rows::read_as(
+            &ctx.pool,
+            &ctx.caller,
+            RowQuery {
+                relid: table.table.relid,
+                filter: filter.spec(),
+                order_by: &serde_json::Value::Array(Vec::new()),
+                limit: MAX_INITIAL_ROWS + 1,
+                after: None,
+            },
+        )
+        .await?;
+        if read.rows.len() > MAX_INITIAL_ROWS as usize {
+            return Err(ApiError::BadInput(format!(
+                "initial: more than {MAX_INITIAL_ROWS} rows match; narrow the filter, or page with the query field and subscribe after its cursor"
+            )));
+        }
+        let cursor = Arc::new(ctx.feed.cursor_at(read.snapshot));
+        let now = chrono::Utc::now();
+        first = read
+            .rows
+            .into_iter()
+            .map(|(row, _)| {
+                Ok(RowChange {
+                    op: ChangeOp::Insert,
+                    initial: true,
+                    cursor: ChangeCursor::At(cursor.clone()),
+                    committed_at: now,
+                    row: Some(row),
+                    old: None,
+                })
+            })
+            .collect();
+        after = Some((*cursor).clone());
+    }
+    let interest = Interest {
+        relid: table.table.relid,
+        ops,
+        filter,
+        caller: ctx.caller.clone(),
+    };
+    let identity = ctx.feed.identity().clone();
+    let deliveries: DeliveryStream = ctx.feed.subscribe(interest, after).await?;
+    let changes = deliveries.map(move |d| {
+        d.map(|delivery| RowChange::from_delivery(delivery, identity.clone()))
+            .map_err(ApiError::from)
+    });
+    Ok(futures::stream::iter(first).chain(changes))
+}
+
+/// Resolves each item of `stream` against the subscription's selection set.
+fn into_values<'res, T>(
+    stream: impl Stream<Item = ApiResult<T>> + Send + 'res,
+    executor: &Executor<'_, 'res, Context, S>,
+    info: &'res T::TypeInfo,
+) -> Value<ValuesStream<'res, S>>
+where
+    T: GraphQLValueAsync<S, Context = ()> + Send + Sync + 'res,
+    T::TypeInfo: Sync,
+{
+    let executor = executor.as_owned_executor();
+    let values = stream.then(move |item| {
+        let executor = executor.clone();
+        async move {
+            let ex = executor.as_executor();
+            match item {
+                Ok(value) => {
+                    let resolved = ex
+                        .resolve_with_ctx_async(info, &value)
+                        .await
+                        .map_err(|e| vec![ex.new_error(e)])?;
+                    let errors = ex.take_errors();
+                    if errors.is_empty() {
+                        Ok(resolved)
+                    } else {
+                        Err(errors)
+                    }
+                }
+                Err(e) => Err(vec![ex.new_error(e.into_field_error())]),
+            }
+        }
+    });
+    Value::Scalar(Box::pin(values))
 }

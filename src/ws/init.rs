@@ -8,7 +8,7 @@ use juniper::{DefaultScalarValue, Variables};
 use juniper_graphql_ws::ConnectionConfig;
 use serde_json::Value;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::auth::{self, AuthError};
 use crate::graphql::Context;
 
@@ -26,10 +26,7 @@ pub(super) async fn accept(
     let caller = app.authenticate(token.as_deref()).await?;
     let exp = caller.exp;
     let max_ops = app.limits.max_operations;
-    let config = ConnectionConfig::new(Context {
-        app,
-        caller: Arc::new(caller),
-    })
+    let config = ConnectionConfig::new(app.context(caller))
     .with_max_in_flight_operations(max_ops)
     .with_keep_alive_interval(keep_alive);
     Ok((config, exp))

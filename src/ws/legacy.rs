@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::init;
 use super::session::{Handler, Step};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
 
 type S = DefaultScalarValue;
@@ -35,7 +35,7 @@ pub(super) fn connection(
         let _ = expiry.send(exp);
         Ok::<_, crate::auth::AuthError>(config)
     };
-    let conn = Connection::new(state.schema.clone(), init);
+    let conn = Connection::new(state.schema.current(), init);
     (LegacyHandler::default(), conn)
 }
 

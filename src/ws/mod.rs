@@ -19,7 +19,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::auth;
 
 /// A negotiated subprotocol.

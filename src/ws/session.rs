@@ -12,7 +12,7 @@ use warp::ws::{Message, WebSocket};
 
 use super::frames::close;
 use super::{Protocol, legacy, transport};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// What a protocol handler asks the loop to do.
 pub(super) enum Step<In> {

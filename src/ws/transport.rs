@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::init;
 use super::session::{Handler, Step};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub(super) fn connection(
         accepted.store(true, Ordering::Relaxed);
         Ok::<_, crate::auth::AuthError>(config)
     };
-    let conn = Connection::new(state.schema.clone(), init);
+    let conn = Connection::new(state.schema.current(), init);
     (handler, conn)
 }
 

@@ -1,0 +1,78 @@
+//! Reading a tracked table's rows as a caller (RLS and column privileges
+//! apply), together with the snapshot the rows were read in, in one
+//! repeatable-read transaction: a cursor at that snapshot continues exactly
+//! where the read ends.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use tokio_postgres::IsolationLevel;
+
+use super::DbError;
+use crate::auth::Caller;
+use crate::events::outbox;
+use crate::events::snapshot::Snapshot;
+
+/// What to read.
+pub struct RowQuery<'a> {
+    /// Table oid.
+    pub relid: u32,
+    /// Validated filter (`{}` for all rows).
+    pub filter: &'a Value,
+    /// `[{"column": .., "direction": "ASC"|"DESC"}]`.
+    pub order_by: &'a Value,
+    /// At most this many rows.
+    pub limit: i32,
+    /// Sort key of the last row already read.
+    pub after: Option<&'a Value>,
+}
+
+/// Rows read, each with its sort key, and the snapshot they were read in.
+pub struct RowsRead {
+    /// Row images (selectable columns only) and sort keys.
+    pub rows: Vec<(Arc<Value>, Value)>,
+    /// The transaction's snapshot.
+    pub snapshot: Snapshot,
+}
+
+/// Reads rows of a tracked table as `caller`.
+pub async fn read_as(pool: &Pool, caller: &Caller, query: RowQuery<'_>) -> Result<RowsRead, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    tx.execute(
+        "select herald.set_context($1, $2)",
+        &[&caller.role, caller.claims.as_ref()],
+    )
+    .await?;
+    // Repeatable read: this snapshot is the one every statement below sees.
+    let snapshot = outbox::current_snapshot(&*tx).await.map_err(|e| match e {
+        outbox::OutboxError::Db(e) => DbError::from(e),
+        outbox::OutboxError::Data(d) => DbError::Data(d),
+    })?;
+    let rows = tx
+        .query(
+            "select image, sort_key from herald.read_rows($1::oid::regclass, $2, $3, $4, $5)",
+            &[
+                &query.relid,
+                query.filter,
+                query.order_by,
+                &query.limit,
+                &query.after,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(RowsRead {
+        rows: rows
+            .iter()
+            .map(|r| (Arc::new(r.get::<_, Value>(0)), r.get::<_, Value>(1)))
+            .collect(),
+        snapshot,
+    })
+}

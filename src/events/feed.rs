@@ -1,0 +1,155 @@
+//! Joining the event stream: a subscription's live deliveries from the hub,
+//! preceded, when it resumes from a cursor, by what it missed (catch-up). The
+//! GraphQL layer asks for a stream here and only maps its items.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use futures::{Stream, StreamExt};
+
+use super::catchup::{self, CatchupError};
+use super::cursor::Cursor;
+use super::delivery::{Delivery, Interest};
+use super::hub::{EndReason, Hub};
+use super::outbox::{self, OutboxError};
+use super::snapshot::Snapshot;
+
+/// How long a resuming subscription waits for the listener to reach its cursor.
+const CURSOR_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a subscription could not start or had to end.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The cursor text is not a cursor.
+    #[error("after: invalid cursor")]
+    InvalidCursor,
+    /// The cursor cannot be resumed from (another database, or expired).
+    #[error(transparent)]
+    Resync(CatchupError),
+    /// The listener has not reached the cursor, or is not connected yet.
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// The subscriber did not keep up; it got an exact prefix of its events.
+    #[error("subscription ended: the client did not keep up with its events (queue of {0} full)")]
+    SlowConsumer(usize),
+    /// The table was dropped or is no longer tracked.
+    #[error("subscription ended: the table was dropped or is no longer tracked")]
+    TableGone,
+    /// Reading the outbox failed.
+    #[error(transparent)]
+    Catchup(CatchupError),
+}
+
+impl From<CatchupError> for FeedError {
+    fn from(e: CatchupError) -> Self {
+        match e {
+            CatchupError::ForeignCursor | CatchupError::Expired => FeedError::Resync(e),
+            other => FeedError::Catchup(other),
+        }
+    }
+}
+
+/// Deliveries of one subscription; ends after its first error.
+pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, FeedError>> + Send>>;
+
+/// Where subscriptions join: the hub, the pool catch-up reads with, and the
+/// database identity cursors carry.
+pub struct Feed {
+    hub: Arc<Hub>,
+    pool: Pool,
+    identity: Arc<str>,
+}
+
+impl Feed {
+    /// A feed over `hub`, reading catch-up through `pool`.
+    pub fn new(hub: Arc<Hub>, pool: Pool, identity: Arc<str>) -> Feed {
+        Feed {
+            hub,
+            pool,
+            identity,
+        }
+    }
+
+    /// The database identity cursors carry.
+    pub fn identity(&self) -> &Arc<str> {
+        &self.identity
+    }
+
+    /// A cursor at `snapshot`: everything visible in it counts as consumed.
+    pub fn cursor_at(&self, snapshot: Snapshot) -> Cursor {
+        Cursor::at(self.identity.to_string(), snapshot)
+    }
+
+    /// A cursor meaning "now".
+    pub async fn current_cursor(&self) -> Result<Cursor, FeedError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| FeedError::Catchup(CatchupError::Db(e.into())))?;
+        let snapshot = outbox::current_snapshot(&**client)
+            .await
+            .map_err(|e: OutboxError| FeedError::Catchup(e.into()))?;
+        Ok(self.cursor_at(snapshot))
+    }
+
+    /// Parses a client's cursor text.
+    pub fn parse_cursor(&self, text: &str) -> Result<Cursor, FeedError> {
+        Cursor::decode(text).map_err(|_| FeedError::InvalidCursor)
+    }
+
+    /// Joins the live stream for `interest`; with `after`, first replays
+    /// everything committed after that cursor, so nothing is missed or
+    /// delivered twice.
+    pub async fn subscribe(
+        &self,
+        interest: Interest,
+        after: Option<Cursor>,
+    ) -> Result<DeliveryStream, FeedError> {
+        if let Some(cursor) = &after {
+            catchup::check_resumable(&self.pool, &self.identity, cursor).await?;
+            tokio::time::timeout(CURSOR_WAIT, self.hub.wait_for(&cursor.high))
+                .await
+                .map_err(|_| FeedError::Unavailable("event listener is behind"))?;
+        }
+        let registration = self
+            .hub
+            .register(interest.clone())
+            .ok_or(FeedError::Unavailable("event listener not connected yet"))?;
+        let catch_up: DeliveryStream = match after {
+            Some(cursor) => Box::pin(
+                catchup::replay(
+                    self.pool.clone(),
+                    interest,
+                    cursor,
+                    registration.position.clone(),
+                )
+                .map(|r| r.map_err(FeedError::from)),
+            ),
+            None => Box::pin(futures::stream::empty()),
+        };
+        let ended = registration.ended.clone();
+        let capacity = self.hub.queue_capacity();
+        let live = registration
+            .map(Ok)
+            .chain(futures::stream::once(async move {
+                Err(match ended.get() {
+                    Some(EndReason::SlowConsumer) => FeedError::SlowConsumer(capacity),
+                    Some(EndReason::TableGone) => FeedError::TableGone,
+                    None => FeedError::Unavailable("subscription closed"),
+                })
+            }));
+        let stream = catch_up.chain(live).scan(false, |failed, item| {
+            let out = if *failed {
+                None
+            } else {
+                *failed = item.is_err();
+                Some(item)
+            };
+            std::future::ready(out)
+        });
+        Ok(Box::pin(stream))
+    }
+}
