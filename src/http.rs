@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use juniper::http::GraphQLRequest;
+
+use crate::graphql::scalar::Scalar;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
@@ -117,7 +119,7 @@ async fn execute(mut body: Value, token: Option<String>, state: Arc<AppState>) -
             prepare_variables(&query, vars);
         }
     }
-    let request: GraphQLRequest = match serde_json::from_value(body) {
+    let request: GraphQLRequest<Scalar> = match serde_json::from_value(body) {
         Ok(r) => r,
         Err(e) => {
             return error_reply(

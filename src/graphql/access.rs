@@ -3,10 +3,11 @@
 //! query or subscription starts; anything else is an error naming the column
 //! (the same message as for a column that does not exist, so nothing leaks).
 
+use crate::graphql::scalar::Scalar;
 use std::collections::HashSet;
 
 use deadpool_postgres::Pool;
-use juniper::{DefaultScalarValue, Executor, LookAheadSelection};
+use juniper::{Executor, LookAheadSelection};
 use serde_json::Value;
 
 use super::context::Context;
@@ -75,10 +76,10 @@ pub fn unknown_column(column: &str, table: &Table) -> ApiError {
 /// Row fields selected under the children `parents` of the current field
 /// (e.g. `row` and `old` of a change, `rows` of a page), fragments included.
 pub fn selected_fields<'a>(
-    executor: &'a Executor<'_, '_, Context, DefaultScalarValue>,
+    executor: &'a Executor<'_, '_, Context, Scalar>,
     parents: &[&str],
 ) -> Vec<&'a str> {
-    let here: LookAheadSelection<'a, DefaultScalarValue> = executor.look_ahead();
+    let here: LookAheadSelection<'a, Scalar> = executor.look_ahead();
     let mut out = Vec::new();
     for child in here.children().iter() {
         if parents.contains(&child.field_original_name()) {

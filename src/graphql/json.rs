@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use juniper::macros::reflect;
+
+use super::scalar::Scalar;
 use juniper::{
     ArcStr, ExecutionResult, Executor, FieldError, FromInputValue, GraphQLType, GraphQLValue,
     GraphQLValueAsync, InputValue, ParseScalarResult, ParseScalarValue, Registry, ScalarToken,
@@ -20,12 +22,12 @@ use juniper::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct Json(pub Arc<serde_json::Value>);
 
-impl<S: ScalarValue> GraphQLType<S> for Json {
+impl GraphQLType<Scalar> for Json {
     fn name(_: &()) -> Option<ArcStr> {
         Some(juniper::arcstr::literal!("JSON"))
     }
 
-    fn meta(info: &(), registry: &mut Registry<S>) -> MetaType<S> {
+    fn meta(info: &(), registry: &mut Registry<Scalar>) -> MetaType<Scalar> {
         registry
             .build_scalar_type::<Self>(info)
             .description("Any JSON value. As an argument: a JSON object in a variable, or a string holding JSON.")
@@ -33,31 +35,31 @@ impl<S: ScalarValue> GraphQLType<S> for Json {
     }
 }
 
-impl<S: ScalarValue> GraphQLValue<S> for Json {
+impl GraphQLValue<Scalar> for Json {
     type Context = ();
     type TypeInfo = ();
 
     fn type_name(&self, info: &()) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(info)
+        <Self as GraphQLType<Scalar>>::name(info)
     }
 
     fn resolve(
         &self,
         _: &(),
-        _: Option<&[Selection<S>]>,
-        _: &Executor<Self::Context, S>,
-    ) -> ExecutionResult<S> {
+        _: Option<&[Selection<Scalar>]>,
+        _: &Executor<Self::Context, Scalar>,
+    ) -> ExecutionResult<Scalar> {
         Ok(to_graphql(&self.0))
     }
 }
 
-impl<S: ScalarValue + Send + Sync> GraphQLValueAsync<S> for Json {
+impl GraphQLValueAsync<Scalar> for Json {
     fn resolve_async<'a>(
         &'a self,
         info: &'a (),
-        selection_set: Option<&'a [Selection<S>]>,
-        executor: &'a Executor<Self::Context, S>,
-    ) -> juniper::BoxFuture<'a, ExecutionResult<S>> {
+        selection_set: Option<&'a [Selection<Scalar>]>,
+        executor: &'a Executor<Self::Context, Scalar>,
+    ) -> juniper::BoxFuture<'a, ExecutionResult<Scalar>> {
         Box::pin(std::future::ready(self.resolve(
             info,
             selection_set,
@@ -66,10 +68,10 @@ impl<S: ScalarValue + Send + Sync> GraphQLValueAsync<S> for Json {
     }
 }
 
-impl<S: ScalarValue> FromInputValue<S> for Json {
-    type Error = FieldError<S>;
+impl FromInputValue<Scalar> for Json {
+    type Error = FieldError<Scalar>;
 
-    fn from_input_value(v: &InputValue<S>) -> Result<Self, Self::Error> {
+    fn from_input_value(v: &InputValue<Scalar>) -> Result<Self, Self::Error> {
         let json = input_to_json(v)?;
         // A string is JSON text (how objects reach a scalar through validation).
         let json = match json {
@@ -81,20 +83,20 @@ impl<S: ScalarValue> FromInputValue<S> for Json {
     }
 }
 
-impl<S: ScalarValue> ParseScalarValue<S> for Json {
-    fn from_str(value: ScalarToken<'_>) -> ParseScalarResult<S> {
-        <String as ParseScalarValue<S>>::from_str(value)
+impl ParseScalarValue<Scalar> for Json {
+    fn from_str(value: ScalarToken<'_>) -> ParseScalarResult<Scalar> {
+        <String as ParseScalarValue<Scalar>>::from_str(value)
     }
 }
 
-impl<S: ScalarValue> ToInputValue<S> for Json {
-    fn to_input_value(&self) -> InputValue<S> {
+impl ToInputValue<Scalar> for Json {
+    fn to_input_value(&self) -> InputValue<Scalar> {
         InputValue::scalar(self.0.to_string())
     }
 }
 
-impl<S: ScalarValue> IsInputType<S> for Json {}
-impl<S: ScalarValue> IsOutputType<S> for Json {}
+impl IsInputType<Scalar> for Json {}
+impl IsOutputType<Scalar> for Json {}
 
 impl<S> reflect::BaseType<S> for Json {
     const NAME: reflect::Type = "JSON";
@@ -108,14 +110,15 @@ impl<S> reflect::WrappedType<S> for Json {
     const VALUE: reflect::WrappedValue = 1;
 }
 
-/// A JSON value as a GraphQL output value.
-pub fn to_graphql<S: ScalarValue>(json: &serde_json::Value) -> Value<S> {
+/// A JSON value as a GraphQL output value; integers stay integers (exact
+/// up to 64 bits), other numbers are floats.
+pub fn to_graphql(json: &serde_json::Value) -> Value<Scalar> {
     use serde_json::Value as J;
     match json {
         J::Null => Value::null(),
         J::Bool(b) => Value::scalar(*b),
-        J::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
-            Some(i) => Value::scalar(i),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Scalar(i32::try_from(i).map_or(Scalar::Long(i), Scalar::Int)),
             None => Value::scalar(n.as_f64().unwrap_or(f64::NAN)),
         },
         J::String(s) => Value::scalar(s.clone()),

@@ -9,9 +9,11 @@ pub mod json;
 pub mod model;
 pub mod query;
 pub mod request;
+pub mod scalar;
 pub mod subscription;
 pub mod types;
 
+use crate::graphql::scalar::Scalar;
 use std::sync::{Arc, RwLock};
 
 use juniper::{EmptyMutation, RootNode};
@@ -23,7 +25,7 @@ pub use subscription::Subscription;
 use crate::db::catalog::Catalog;
 
 /// The pgherald schema.
-pub type Schema = RootNode<Query, EmptyMutation<Context>, Subscription>;
+pub type Schema = RootNode<Query, EmptyMutation<Context>, Subscription, Scalar>;
 
 /// Builds the schema for the tracked tables of `catalog`.
 pub fn build(catalog: Catalog) -> Schema {
@@ -74,7 +76,7 @@ impl SchemaHandle {
 
 #[cfg(test)]
 mod tests {
-    use juniper::{DefaultScalarValue, GraphQLError, IntrospectionFormat, Variables};
+    use juniper::{GraphQLError, IntrospectionFormat, Variables};
 
     use super::*;
     use crate::auth::Caller;
@@ -178,7 +180,7 @@ mod tests {
             }
         }"#;
         let bad = r#"subscription { notifications(where: {title: {nope: "x"}}) { op } }"#;
-        let vars = Variables::<DefaultScalarValue>::new();
+        let vars = Variables::<Scalar>::new();
         let ctx = context();
         let validate = |q: &'static str| {
             let schema = &schema;

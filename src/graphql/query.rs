@@ -1,13 +1,14 @@
 //! The query root: `cursor`, and per tracked table a field reading its rows
 //! under the caller's RLS, with the cursor of the snapshot read.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use juniper::meta::MetaType;
 use juniper::{
-    ArcStr, Arguments, BoxFuture, DefaultScalarValue, ExecutionResult, Executor, GraphQLType,
+    ArcStr, Arguments, BoxFuture, ExecutionResult, Executor, GraphQLType,
     GraphQLValue, GraphQLValueAsync, IntoFieldError, Registry,
 };
 use serde_json::{Value, json};
@@ -20,7 +21,7 @@ use super::model::{SchemaInfo, TableInfo};
 use crate::db::rows::{self, RowQuery};
 use crate::error::{ApiError, ApiResult};
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// Rows per page unless `first` says otherwise.
 const DEFAULT_PAGE: i32 = 100;

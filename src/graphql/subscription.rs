@@ -3,12 +3,13 @@
 //! Streams come from [`crate::events::feed`]; this module only checks the
 //! arguments and maps deliveries to GraphQL values.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use juniper::meta::MetaType;
 use juniper::{
-    ArcStr, Arguments, BoxFuture, DefaultScalarValue, Executor, FieldError,
+    ArcStr, Arguments, BoxFuture, Executor, FieldError,
     GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, IntoFieldError,
     Registry, Value, ValuesStream,
 };
@@ -26,7 +27,7 @@ use crate::events::OpSet;
 use crate::events::delivery::Interest;
 use crate::events::feed::DeliveryStream;
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// Rows an `initial` read may return before the subscription is refused.
 const MAX_INITIAL_ROWS: i32 = 10_000;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, graphql_object};
 
 use super::json::Json;
+use super::scalar::Scalar;
 use crate::events::Op;
 use crate::events::delivery::Delivery;
 
@@ -46,7 +47,7 @@ pub struct Change {
     pub(crate) identity: Arc<str>,
 }
 
-#[graphql_object]
+#[graphql_object(scalar = Scalar)]
 impl Change {
     /// Resume point just after this change (pass as `after`).
     fn cursor(&self) -> String {

@@ -1,10 +1,11 @@
 //! `connection_init` for both protocols: the token from the payload (or the
 //! upgrade request), verified into a caller, and the connection's settings.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 use std::time::Duration;
 
-use juniper::{DefaultScalarValue, Variables};
+use juniper::{Variables};
 use juniper_graphql_ws::ConnectionConfig;
 use serde_json::Value;
 
@@ -17,10 +18,10 @@ use crate::graphql::Context;
 /// the token's expiry.
 pub(super) async fn accept(
     app: Arc<AppState>,
-    params: Variables<DefaultScalarValue>,
+    params: Variables<Scalar>,
     upgrade_token: Option<String>,
     keep_alive: Duration,
-) -> Result<(ConnectionConfig<Context, DefaultScalarValue>, Option<i64>), AuthError> {
+) -> Result<(ConnectionConfig<Context, Scalar>, Option<i64>), AuthError> {
     let payload = serde_json::to_value(&params).unwrap_or(Value::Null);
     let token = auth::token_from_init_payload(&payload).or(upgrade_token);
     let caller = app.authenticate(token.as_deref()).await?;

@@ -2,9 +2,9 @@
 //! `connection_error` and the socket stays open, as that protocol requires;
 //! a refused `connection_init` gets `connection_error`, then close 4403.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 
-use juniper::DefaultScalarValue;
 use juniper_graphql_ws::Init;
 use juniper_graphql_ws::graphql_ws::{ClientMessage, Connection, ServerMessage};
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use super::session::{Handler, Step};
 use crate::state::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// Interval of `ka` keep-alive messages (the legacy clients' expectation).
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);

@@ -6,11 +6,11 @@
 //! - ids are renamed on the way in, so that after an `error` no `complete` is
 //!   sent, nothing is echoed after a client `complete`, and ids can be reused.
 
+use crate::graphql::scalar::Scalar;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use juniper::DefaultScalarValue;
 use juniper_graphql_ws::Init;
 use juniper_graphql_ws::graphql_transport_ws::{
     ClientMessage, Connection, Input, NextPayload, Output, ServerMessage,
@@ -24,7 +24,7 @@ use crate::state::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
 use std::time::Duration;
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// Builds the handler and juniper connection for one socket.
 pub(super) fn connection(

@@ -4,11 +4,12 @@
 //! can be written inline); the value then arrives as JSON, the one filter
 //! language [`crate::events::filter`] validates against the column types.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 
 use juniper::meta::{Argument, MetaType};
 use juniper::{
-    ArcStr, DefaultScalarValue, FieldError, FromInputValue, GraphQLEnum, GraphQLType,
+    ArcStr, FieldError, FromInputValue, GraphQLEnum, GraphQLType,
     GraphQLValue, GraphQLValueAsync, InputValue, Registry,
 };
 
@@ -16,7 +17,7 @@ use super::leaf::{base_type, value_type};
 use crate::graphql::json::input_to_json;
 use crate::graphql::model::{Base, TableInfo};
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// Sort direction of an `orderBy` entry; nulls sort last ascending, first descending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]

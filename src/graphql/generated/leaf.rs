@@ -4,11 +4,12 @@
 //! these types: rows resolve straight from their JSON images (see
 //! [`super::row`]); these only describe the schema and accept input.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 
 use juniper::meta::{EnumValue, MetaType};
 use juniper::{
-    ArcStr, DefaultScalarValue, ExecutionResult, Executor, FieldError, FromInputValue,
+    ArcStr, ExecutionResult, Executor, FieldError, FromInputValue,
     GraphQLType, GraphQLValue, GraphQLValueAsync, InputValue, ParseScalarResult,
     ParseScalarValue, Registry, ScalarToken, ScalarValue, Selection, Type, Value,
 };
@@ -16,12 +17,12 @@ use juniper::{
 use crate::graphql::json::Json;
 use crate::graphql::model::{Base, EnumInfo, ScalarKind};
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// A custom scalar; which one is its type info.
-pub struct Scalar;
+pub struct CustomScalar;
 
-impl GraphQLType<S> for Scalar {
+impl GraphQLType<S> for CustomScalar {
     fn name(kind: &ScalarKind) -> Option<ArcStr> {
         Some(kind.name().into())
     }
@@ -34,7 +35,7 @@ impl GraphQLType<S> for Scalar {
     }
 }
 
-impl GraphQLValue<S> for Scalar {
+impl GraphQLValue<S> for CustomScalar {
     type Context = ();
     type TypeInfo = ScalarKind;
 
@@ -52,9 +53,9 @@ impl GraphQLValue<S> for Scalar {
     }
 }
 
-impl GraphQLValueAsync<S> for Scalar {}
+impl GraphQLValueAsync<S> for CustomScalar {}
 
-impl FromInputValue<S> for Scalar {
+impl FromInputValue<S> for CustomScalar {
     type Error = FieldError<S>;
 
     /// Any string or number: the filter checks it against the column's type,
@@ -62,21 +63,21 @@ impl FromInputValue<S> for Scalar {
     fn from_input_value(v: &InputValue<S>) -> Result<Self, Self::Error> {
         match v {
             InputValue::Scalar(s) if s.try_as_str().is_some() || s.try_to_float().is_some() => {
-                Ok(Scalar)
+                Ok(CustomScalar)
             }
             _ => Err(FieldError::from("expected a string or a number")),
         }
     }
 }
 
-impl ParseScalarValue<S> for Scalar {
+impl ParseScalarValue<S> for CustomScalar {
     /// Numbers are kept as their digits (a string), so a `BigInt` or
     /// `BigFloat` literal never passes through a float.
     fn from_str(token: ScalarToken<'_>) -> ParseScalarResult<S> {
         Ok(match token {
             ScalarToken::String(s) => <String as ParseScalarValue<S>>::from_str(ScalarToken::String(s))?,
             ScalarToken::Int(digits) | ScalarToken::Float(digits) => {
-                DefaultScalarValue::String(digits.to_owned())
+                Scalar::String(digits.to_owned())
             }
         })
     }
@@ -135,7 +136,7 @@ pub fn base_type(registry: &mut Registry<S>, base: &Base) -> Type {
         Base::Boolean => registry.get_type::<bool>(&()),
         Base::DateTime => registry.get_type::<chrono::DateTime<chrono::Utc>>(&()),
         Base::Json => registry.get_type::<Json>(&()),
-        Base::Scalar(kind) => registry.get_type::<Scalar>(kind),
+        Base::Scalar(kind) => registry.get_type::<CustomScalar>(kind),
         Base::Enum(info) => registry.get_type::<Enum>(info),
     };
     Type::nullable(ArcStr::from(named.innermost_name()))

@@ -2,12 +2,13 @@
 //! `T` (a field per column), `TChange` (what its subscription streams) and
 //! `TPage` (what its query returns). All resolve from JSON row images.
 
+use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use juniper::meta::{Field, MetaType};
 use juniper::{
-    ArcStr, Arguments, BoxFuture, DefaultScalarValue, ExecutionResult, Executor, FieldError,
+    ArcStr, Arguments, BoxFuture, ExecutionResult, Executor, FieldError,
     GraphQLType, GraphQLValue, GraphQLValueAsync, Registry, Value,
 };
 use serde_json::Value as Json;
@@ -19,7 +20,7 @@ use crate::graphql::json::to_graphql;
 use crate::graphql::model::{Base, ColumnInfo, ScalarKind, TableInfo};
 use crate::graphql::types::ChangeOp;
 
-type S = DefaultScalarValue;
+type S = Scalar;
 
 /// One row of a tracked table, as the caller may see it.
 pub struct Row(pub Arc<Json>);

@@ -1,0 +1,90 @@
+//! pgherald's GraphQL scalar values: juniper's four, plus exact 64-bit
+//! integers, so an int8 in a `JSON` row image (3000000000) is written as that
+//! number, never as a float (`3000000000.0`).
+
+use std::fmt;
+
+use derive_more::with_trait::{Display, From, TryInto};
+use juniper::ScalarValue;
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+/// A scalar value in a GraphQL request or response.
+#[derive(Clone, Debug, Display, From, PartialEq, ScalarValue, Serialize, TryInto)]
+#[serde(untagged)]
+pub enum Scalar {
+    /// A GraphQL `Int`.
+    #[value(to_float, to_int)]
+    Int(i32),
+    /// An integer beyond `Int` (JSON output of int8 values).
+    Long(i64),
+    /// A GraphQL `Float`.
+    #[value(to_float)]
+    Float(f64),
+    /// A GraphQL `String` (and the custom scalars carried as text).
+    #[value(as_str, to_string)]
+    String(String),
+    /// A GraphQL `Boolean`.
+    #[value(to_bool)]
+    Boolean(bool),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl de::Visitor<'_> for Visitor {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a GraphQL scalar value")
+            }
+
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Boolean(b))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Scalar, E> {
+                Ok(i32::try_from(n).map_or(Scalar::Long(n), Scalar::Int))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Scalar, E> {
+                // Beyond i64 only a float can hold it (as JSON.parse would).
+                Ok(i64::try_from(n).map_or(Scalar::Float(n as f64), |n| {
+                    i32::try_from(n).map_or(Scalar::Long(n), Scalar::Int)
+                }))
+            }
+
+            fn visit_f64<E: de::Error>(self, f: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(f))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::String(s.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Scalar, E> {
+                Ok(Scalar::String(s))
+            }
+        }
+
+        de.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_integers_stay_integers_both_ways() {
+        assert_eq!(
+            serde_json::to_string(&Scalar::Long(3_000_000_000)).unwrap(),
+            "3000000000"
+        );
+        assert_eq!(
+            serde_json::from_str::<Scalar>("3000000000").unwrap(),
+            Scalar::Long(3_000_000_000)
+        );
+        assert_eq!(serde_json::from_str::<Scalar>("7").unwrap(), Scalar::Int(7));
+    }
+}
