@@ -17,7 +17,7 @@ create table herald.events (
   xid          xid8 not null default pg_current_xact_id(),
   relid        oid not null,
   table_name   text not null,
-  op           text not null check (op in ('INSERT', 'UPDATE', 'DELETE')),
+  op           text not null check (op in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')),
   pk           jsonb not null,
   new_row      jsonb,
   old_row      jsonb,
@@ -63,26 +63,40 @@ $$;
 
 -- Row trigger: one outbox row per changed row, and a wake-up NOTIFY. The
 -- payload is constant, so Postgres folds all of a transaction's wake-ups into
--- one notification at commit.
+-- one notification at commit. Arguments: the tracked table's oid (for a
+-- partitioned table, the parent's: changes of every partition are reported
+-- under it), then its primary key columns.
 create function herald.capture() returns trigger
 language plpgsql security definer set search_path = pg_catalog as $$
 declare
   img_new jsonb;
   img_old jsonb;
   img     jsonb;
+  rel     oid := tg_argv[0]::oid;
 begin
   if tg_op <> 'DELETE' then img_new := to_jsonb(new); end if;
   if tg_op <> 'INSERT' then img_old := to_jsonb(old); end if;
   img := coalesce(img_new, img_old);
   insert into herald.events (relid, table_name, op, pk, new_row, old_row)
   values (
-    tg_relid,
-    quote_ident(tg_table_schema) || '.' || quote_ident(tg_table_name),
+    rel,
+    rel::regclass::text,
     tg_op,
-    (select jsonb_object_agg(k, img -> k) from unnest(tg_argv) k),
+    (select jsonb_object_agg(k, img -> k) from unnest(tg_argv[1:]) k),
     img_new,
     img_old
   );
+  perform pg_notify('herald', '');
+  return null;
+end
+$$;
+
+-- Statement trigger: a TRUNCATE is one event with no row images.
+create function herald.capture_truncate() returns trigger
+language plpgsql security definer set search_path = pg_catalog as $$
+begin
+  insert into herald.events (relid, table_name, op, pk)
+  values (tg_argv[0]::oid, tg_argv[0]::oid::regclass::text, 'TRUNCATE', '{}');
   perform pg_notify('herald', '');
   return null;
 end
@@ -94,10 +108,19 @@ declare
   pk   name[];
   nsp  name;
   rel  name;
+  kind "char";
 begin
-  select n.nspname, c.relname into nsp, rel
+  select n.nspname, c.relname, c.relkind into nsp, rel, kind
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
    where c.oid = tbl;
+  if kind not in ('r', 'p') then
+    raise exception 'herald.track: % is not a table', tbl
+      using errcode = '42809', hint = 'Track the table a view reads from.';
+  end if;
+  if exists (select 1 from pg_inherits i where i.inhrelid = tbl) then
+    raise exception 'herald.track: % is a partition', tbl
+      using errcode = '42809', hint = 'Track the partitioned table; its partitions are captured under its name.';
+  end if;
   select array_agg(a.attname order by k.ord) into pk
     from pg_index i
     cross join lateral unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
@@ -107,13 +130,18 @@ begin
     raise exception 'herald.track: table % has no primary key', tbl
       using errcode = '22023', hint = 'Add a primary key; events are keyed by it.';
   end if;
-  if exists (select 1 from pg_trigger where tgrelid = tbl and tgname = 'herald_capture') then
-    execute format('drop trigger herald_capture on %s', tbl);
-  end if;
+  execute format('drop trigger if exists herald_capture on %s', tbl);
+  execute format('drop trigger if exists herald_truncate on %s', tbl);
+  -- On a partitioned table the row trigger is cloned to every partition,
+  -- present and future.
   execute format(
     'create trigger herald_capture after insert or update or delete on %s '
-    'for each row execute function herald.capture(%s)',
-    tbl, (select string_agg(quote_literal(c), ', ') from unnest(pk) c));
+    'for each row execute function herald.capture(%L, %s)',
+    tbl, tbl::oid::text, (select string_agg(quote_literal(c), ', ') from unnest(pk) c));
+  execute format(
+    'create trigger herald_truncate after truncate on %s '
+    'for each statement execute function herald.capture_truncate(%L)',
+    tbl, tbl::oid::text);
   insert into herald.tracked (relid, schema_name, table_name, pk_columns)
   values (tbl, nsp, rel, pk)
   on conflict (relid) do update
@@ -127,6 +155,7 @@ create function herald.untrack(tbl regclass) returns void
 language plpgsql as $$
 begin
   execute format('drop trigger if exists herald_capture on %s', tbl);
+  execute format('drop trigger if exists herald_truncate on %s', tbl);
   delete from herald.tracked where relid = tbl;
 end
 $$;

@@ -41,7 +41,12 @@ begin
       dirs := dirs || d;
     end if;
   end loop;
-  for k in select unnest(t.pk_columns)::text from herald.tracked t where t.relid = rel loop
+  for k in select a.attname::text
+             from pg_index i
+             cross join lateral unnest(i.indkey::int2[]) with ordinality u(attnum, ord)
+             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = u.attnum
+            where i.indrelid = rel and i.indisprimary
+            order by u.ord loop
     if not k = any(keys) and k = any(cols) then
       keys := keys || k;
       dirs := dirs || 'ASC'::text;

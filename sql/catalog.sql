@@ -1,14 +1,22 @@
 -- The tracked tables and their columns, one row per column, for the GraphQL
 -- schema and filters (src/db/catalog.rs). Domains are resolved to their base
 -- type; arrays report their element type; enums their labels in sort order.
+-- Names and keys come from the live catalog, so renames show up at once.
 with recursive cols as (
-  select t.relid, t.schema_name::text, t.table_name::text,
-         format('%I.%I', t.schema_name, t.table_name) as qualified,
-         t.pk_columns::text[] as pk_columns,
+  select t.relid, n.nspname::text as schema_name, c.relname::text as table_name,
+         format('%I.%I', n.nspname, c.relname) as qualified,
+         array(select a.attname::text
+                 from pg_index i
+                 cross join lateral unnest(i.indkey::int2[]) with ordinality k(attnum, ord)
+                 join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+                where i.indrelid = t.relid and i.indisprimary
+                order by k.ord) as pk_columns,
          a.attnum, a.attname::text as column_name, a.attnotnull as not_null,
          format_type(a.atttypid, a.atttypmod) as sql_type,
          a.atttypid as typid
     from herald.tracked t
+    join pg_class c on c.oid = t.relid
+    join pg_namespace n on n.oid = c.relnamespace
     join pg_attribute a on a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped
 ),
 -- Follow domains down to their base type.

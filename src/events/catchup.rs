@@ -16,6 +16,7 @@ use super::cursor::Cursor;
 use super::delivery::{self, Bounds, Delivery, Interest};
 use super::outbox::{self, PAGE_SIZE};
 use super::snapshot::Snapshot;
+use super::Op;
 use crate::db::DbError;
 
 /// Why a cursor cannot be resumed from.
@@ -27,6 +28,9 @@ pub enum CatchupError {
     /// Events after the cursor were pruned.
     #[error("cursor is older than the event retention; resync required")]
     Expired,
+    /// The table was truncated after the cursor.
+    #[error("the table was truncated after this cursor; resync required")]
+    Truncated,
     /// Reading failed.
     #[error("database: {0}")]
     Db(#[from] DbError),
@@ -140,6 +144,14 @@ async fn next_page(
         )
         .await?
     };
+    if page
+        .iter()
+        .any(|e| e.relid == interest.relid && e.op == Op::Truncate)
+    {
+        // Replaying the changes around a truncate would not tell the client
+        // which of its rows are gone: it must read the table again.
+        return Err(CatchupError::Truncated);
+    }
     match page.last() {
         Some(last) if page.len() as i64 == PAGE_SIZE => phase.after_id = last.id,
         _ => phase.done = true,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::cursor::Cursor;
 use super::filter::Filter;
 use super::snapshot::Snapshot;
-use super::{Event, OpSet};
+use super::{Event, Op, OpSet};
 use crate::auth::Caller;
 use crate::db::DbError;
 use crate::db::authorizer::{self, Check, Verdicts};
@@ -153,6 +153,15 @@ impl<'e> Plan<'e> {
         bounds: &Arc<Bounds>,
     ) -> Option<Delivery> {
         let event = &self.events[self.event_of[i]];
+        if event.op == Op::Truncate {
+            // Reveals no row: every subscriber of the table learns of it.
+            return Some(Delivery {
+                event: event.clone(),
+                row: None,
+                old: None,
+                bounds: bounds.clone(),
+            });
+        }
         let slots = self.slots[i];
         let visible = |slot: Option<usize>| slot.is_some_and(|c| verdicts.visible(c));
         let new_visible = visible(slots.new);

@@ -45,7 +45,9 @@ pub enum FeedError {
 impl From<CatchupError> for FeedError {
     fn from(e: CatchupError) -> Self {
         match e {
-            CatchupError::ForeignCursor | CatchupError::Expired => FeedError::Resync(e),
+            CatchupError::ForeignCursor | CatchupError::Expired | CatchupError::Truncated => {
+                FeedError::Resync(e)
+            }
             other => FeedError::Catchup(other),
         }
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::Event;
+use super::{Event, Op};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
 use crate::db::DbError;
@@ -274,10 +274,11 @@ impl Hub {
             for entry in subs.values() {
                 let wants = entry.joined_epoch < epoch
                     && entry.interest.ops.contains(event.op)
-                    && [&event.new_row, &event.old_row]
-                        .into_iter()
-                        .flatten()
-                        .any(|img| entry.interest.filter.matches(img));
+                    && (event.op == Op::Truncate
+                        || [&event.new_row, &event.old_row]
+                            .into_iter()
+                            .flatten()
+                            .any(|img| entry.interest.filter.matches(img)));
                 if wants {
                     out.push(Candidate {
                         event: i,

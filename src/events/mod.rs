@@ -25,6 +25,8 @@ pub enum Op {
     Update,
     /// A row was deleted.
     Delete,
+    /// The table was truncated (no row images).
+    Truncate,
 }
 
 impl Op {
@@ -34,6 +36,7 @@ impl Op {
             "INSERT" => Some(Op::Insert),
             "UPDATE" => Some(Op::Update),
             "DELETE" => Some(Op::Delete),
+            "TRUNCATE" => Some(Op::Truncate),
             _ => None,
         }
     }
@@ -44,6 +47,7 @@ impl Op {
             Op::Insert => 1,
             Op::Update => 2,
             Op::Delete => 4,
+            Op::Truncate => 8,
         }
     }
 }
@@ -54,7 +58,7 @@ pub struct OpSet(u8);
 
 impl OpSet {
     /// Every operation.
-    pub const ALL: OpSet = OpSet(7);
+    pub const ALL: OpSet = OpSet(15);
 
     /// The set of the given operations.
     pub fn of(ops: impl IntoIterator<Item = Op>) -> OpSet {

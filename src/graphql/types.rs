@@ -19,6 +19,8 @@ pub enum ChangeOp {
     Update,
     /// A row was deleted.
     Delete,
+    /// The table was truncated: every row is gone (`row` and `old` are null).
+    Truncate,
 }
 
 impl From<ChangeOp> for Op {
@@ -27,6 +29,7 @@ impl From<ChangeOp> for Op {
             ChangeOp::Insert => Op::Insert,
             ChangeOp::Update => Op::Update,
             ChangeOp::Delete => Op::Delete,
+            ChangeOp::Truncate => Op::Truncate,
         }
     }
 }
@@ -37,6 +40,7 @@ impl From<Op> for ChangeOp {
             Op::Insert => ChangeOp::Insert,
             Op::Update => ChangeOp::Update,
             Op::Delete => ChangeOp::Delete,
+            Op::Truncate => ChangeOp::Truncate,
         }
     }
 }
