@@ -44,6 +44,8 @@ pub fn build(catalog: Catalog) -> Schema {
 /// and connections keep the schema they started with.
 pub struct SchemaHandle {
     current: RwLock<Arc<Schema>>,
+    /// Bumped on every replacement, for those waiting on a reload.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl SchemaHandle {
@@ -51,6 +53,7 @@ impl SchemaHandle {
     pub fn new(schema: Schema) -> SchemaHandle {
         SchemaHandle {
             current: RwLock::new(Arc::new(schema)),
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -66,6 +69,12 @@ impl SchemaHandle {
     /// Swaps in `schema` for operations that start from now on.
     pub fn replace(&self, schema: Schema) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(schema);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever the schema is replaced.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The catalog the current schema was built from.
