@@ -3,6 +3,7 @@
 //! change, typed objects, filters, queries and subscriptions per table.
 
 pub mod access;
+pub mod arguments;
 pub mod context;
 pub mod generated;
 pub mod json;

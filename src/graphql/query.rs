@@ -14,6 +14,7 @@ use juniper::{
 use serde_json::{Value, json};
 
 use super::access::{Selectable, selected_fields, unknown_column};
+use super::arguments::optional;
 use super::context::Context;
 use super::generated::input::{Input, InputShape};
 use super::generated::object::Page;
@@ -116,14 +117,10 @@ async fn read_page(
     executor: &Executor<'_, '_, Context, S>,
 ) -> ApiResult<Page> {
     let ctx = executor.context();
-    let arg_err = |e: juniper::FieldError<S>| ApiError::BadInput(e.message().to_owned());
-    let filter = args.get::<Input>("where").map_err(arg_err)?;
-    let order = args.get::<Vec<Input>>("orderBy").map_err(arg_err)?;
-    let first = args
-        .get::<i32>("first")
-        .map_err(arg_err)?
-        .unwrap_or(DEFAULT_PAGE);
-    let after = args.get::<String>("after").map_err(arg_err)?;
+    let filter = optional::<Input>(args, "where")?;
+    let order = optional::<Vec<Input>>(args, "orderBy")?;
+    let first = optional::<i32>(args, "first")?.unwrap_or(DEFAULT_PAGE);
+    let after = optional::<String>(args, "after")?;
     if !(0..=MAX_PAGE).contains(&first) {
         return Err(ApiError::BadInput(format!(
             "first must be between 0 and {MAX_PAGE}"

@@ -15,6 +15,7 @@ use juniper::{
 };
 
 use super::access::{Selectable, selected_fields};
+use super::arguments::{optional, required};
 use super::context::Context;
 use super::generated::input::{Input, InputShape};
 use super::generated::object::{ChangeCursor, RowChange};
@@ -130,13 +131,9 @@ impl GraphQLSubscriptionValue<S> for Subscription {
     }
 }
 
-fn arg_err(e: FieldError<S>) -> ApiError {
-    ApiError::BadInput(e.message().to_owned())
-}
-
 /// `ops` as a set; absent means all, empty is an error.
 fn op_set(args: &Arguments<S>) -> ApiResult<OpSet> {
-    match args.get::<Vec<ChangeOp>>("ops").map_err(arg_err)? {
+    match optional::<Vec<ChangeOp>>(args, "ops")? {
         Some(ops) if ops.is_empty() => Err(ApiError::BadInput("ops must not be empty".into())),
         Some(ops) => Ok(OpSet::of(ops.into_iter().map(Into::into))),
         None => Ok(OpSet::ALL),
@@ -149,16 +146,13 @@ async fn generic_changes(
     executor: &Executor<'_, '_, Context, S>,
 ) -> ApiResult<impl Stream<Item = ApiResult<Change>> + Send + use<>> {
     let ctx = executor.context();
-    let name = args
-        .get::<String>("table")
-        .map_err(arg_err)?
-        .ok_or_else(|| ApiError::BadInput("table is required".into()))?;
+    let name = required::<String>(args, "table")?;
     let table = info
         .catalog
         .resolve(&name)
         .map_err(|e| ApiError::BadInput(e.to_string()))?;
     let selectable = Selectable::load(&ctx.pool, table.relid, &ctx.caller.role).await?;
-    let filter = args.get::<Json>("filter").map_err(arg_err)?;
+    let filter = optional::<Json>(args, "filter")?;
     let interest = Interest {
         relid: table.relid,
         ops: op_set(args)?,
@@ -181,8 +175,7 @@ fn parse_after(
     ctx: &Context,
     args: &Arguments<S>,
 ) -> ApiResult<Option<crate::events::cursor::Cursor>> {
-    args.get::<String>("after")
-        .map_err(arg_err)?
+    optional::<String>(args, "after")?
         .map(|text| ctx.feed.parse_cursor(&text))
         .transpose()
         .map_err(ApiError::from)
@@ -195,11 +188,11 @@ async fn typed_changes(
 ) -> ApiResult<impl Stream<Item = ApiResult<RowChange>> + Send + use<>> {
     let ctx = executor.context();
     let selectable = Selectable::load(&ctx.pool, table.table.relid, &ctx.caller.role).await?;
-    let spec = args.get::<Input>("where").map_err(arg_err)?;
+    let spec = optional::<Input>(args, "where")?;
     let filter = selectable.filter(spec.as_ref().map(|i| &i.0), &table.table)?;
     selectable.check_columns(&table.table, selected_fields(executor, &["row", "old"]))?;
     let ops = op_set(args)?;
-    let initial = args.get::<bool>("initial").map_err(arg_err)?.unwrap_or(false);
+    let initial = optional::<bool>(args, "initial")?.unwrap_or(false);
     let mut after = parse_after(ctx, args)?;
     if initial && after.is_some() {
         return Err(ApiError::BadInput(
