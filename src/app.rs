@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
 use crate::config::{Config, JwtKey};
+use crate::db::authorizer::PgAuthorizer;
 use crate::db::roles::{self, RoleGate};
 use crate::db::{self, catalog, pool};
 use crate::events::catchup;
@@ -86,7 +87,10 @@ impl Application {
 
         let catalog = catalog::load(&pool).await?;
         let shutdown = CancellationToken::new();
-        let hub = Hub::new(pool.clone(), config.limits.subscription_queue);
+        let hub = Hub::new(
+            Arc::new(PgAuthorizer::new(pool.clone())),
+            config.limits.subscription_queue,
+        );
         let status = Arc::new(ListenerStatus::default());
         let state = Arc::new(AppState {
             pool: pool.clone(),

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use deadpool_postgres::Pool;
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
@@ -34,6 +36,12 @@ pub struct Verdicts {
 }
 
 impl Verdicts {
+    /// Verdicts from their parts: `visible[i]` answers check `i`; `columns`
+    /// lists what each (context, table) may select.
+    pub fn from_parts(visible: Vec<bool>, columns: HashMap<(usize, u32), Arc<[String]>>) -> Self {
+        Verdicts { visible, columns }
+    }
+
     /// Whether check `i` passed.
     pub fn visible(&self, i: usize) -> bool {
         self.visible.get(i).copied().unwrap_or(false)
@@ -56,6 +64,46 @@ impl Verdicts {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Arc::new(Value::Object(kept))
+    }
+}
+
+/// Answers a batch of checks. The database in the service; the hub takes it
+/// as a parameter so that unit tests can drive it without Postgres.
+pub trait Authorize: Send + Sync {
+    /// The verdicts for `checks` under `contexts`.
+    fn authorize<'a>(
+        &'a self,
+        contexts: &'a [&'a Caller],
+        checks: &'a [Check],
+    ) -> BoxFuture<'a, Result<Verdicts, DbError>>;
+}
+
+/// The authorizer of the service: `herald.authorize` over a pooled connection.
+#[derive(Clone)]
+pub struct PgAuthorizer {
+    pool: Pool,
+}
+
+impl PgAuthorizer {
+    /// Authorizes with connections from `pool`.
+    pub fn new(pool: Pool) -> PgAuthorizer {
+        PgAuthorizer { pool }
+    }
+}
+
+impl Authorize for PgAuthorizer {
+    fn authorize<'a>(
+        &'a self,
+        contexts: &'a [&'a Caller],
+        checks: &'a [Check],
+    ) -> BoxFuture<'a, Result<Verdicts, DbError>> {
+        Box::pin(async move {
+            if checks.is_empty() {
+                return Ok(Verdicts::default());
+            }
+            let mut client = self.pool.get().await?;
+            authorize(&mut client, contexts, checks).await
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use super::outbox::{self, PAGE_SIZE};
 use super::snapshot::Snapshot;
 use super::Op;
 use crate::db::DbError;
+use crate::db::authorizer::PgAuthorizer;
 
 /// Why a cursor cannot be resumed from.
 #[derive(Debug, thiserror::Error)]
@@ -156,5 +157,6 @@ async fn next_page(
         Some(last) if page.len() as i64 == PAGE_SIZE => phase.after_id = last.id,
         _ => phase.done = true,
     }
-    Ok(delivery::deliveries_for(pool, interest, &page, &phase.bounds).await?)
+    let authorizer = PgAuthorizer::new(pool.clone());
+    Ok(delivery::deliveries_for(&authorizer, interest, &page, &phase.bounds).await?)
 }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
 use serde_json::Value;
 
 use super::cursor::Cursor;
@@ -15,7 +14,7 @@ use super::snapshot::Snapshot;
 use super::{Event, Op, OpSet};
 use crate::auth::Caller;
 use crate::db::DbError;
-use crate::db::authorizer::{self, Check, Verdicts};
+use crate::db::authorizer::{Authorize, Check, Verdicts};
 
 /// What a subscription wants.
 #[derive(Clone, Debug)]
@@ -134,13 +133,12 @@ impl<'e> Plan<'e> {
     }
 
     /// Asks the authorizer every question of the plan, in one round trip.
-    pub async fn authorize(&self, pool: &Pool) -> Result<Verdicts, DbError> {
+    pub async fn authorize(&self, authorizer: &dyn Authorize) -> Result<Verdicts, DbError> {
         if self.checks.is_empty() {
             return Ok(Verdicts::default());
         }
-        let mut client = pool.get().await?;
         let contexts: Vec<&Caller> = self.contexts.iter().map(|c| c.as_ref()).collect();
-        authorizer::authorize(&mut client, &contexts, &self.checks).await
+        authorizer.authorize(&contexts, &self.checks).await
     }
 
     /// The delivery for candidate `i` (whose subscription wants `interest`),
@@ -188,7 +186,7 @@ impl<'e> Plan<'e> {
 
 /// Decides deliveries of `events` for a single subscriber (cursor catch-up).
 pub async fn deliveries_for(
-    pool: &Pool,
+    authorizer: &dyn Authorize,
     interest: &Interest,
     events: &[Arc<Event>],
     bounds: &Arc<Bounds>,
@@ -199,7 +197,7 @@ pub async fn deliveries_for(
         .filter(|(_, e)| e.relid == interest.relid && interest.ops.contains(e.op))
         .map(|(i, _)| (i, &interest.caller));
     let plan = Plan::new(events, wanted);
-    let verdicts = plan.authorize(pool).await?;
+    let verdicts = plan.authorize(authorizer).await?;
     Ok((0..plan.slots.len())
         .filter_map(|i| plan.decide(i, interest, &verdicts, bounds))
         .collect())

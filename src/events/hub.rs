@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use deadpool_postgres::Pool;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{Event, Op};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
 use crate::db::DbError;
+use crate::db::authorizer::Authorize;
 
 struct Entry {
     id: u64,
@@ -50,7 +50,7 @@ pub struct Hub {
     position: watch::Sender<Option<Snapshot>>,
     /// Asks the listener to read now (for example, for a cursor ahead of it).
     wake: Arc<Notify>,
-    pool: Pool,
+    authorizer: Arc<dyn Authorize>,
     /// Bumped on every registry change, for those waiting on it.
     changes: watch::Sender<u64>,
     /// Deliveries a subscription may have queued before it counts as too slow.
@@ -88,14 +88,14 @@ impl Drop for Registration {
 }
 
 impl Hub {
-    /// A hub that authorizes with connections from `pool` and gives each
+    /// A hub that asks `authorizer` who may see what and gives each
     /// subscription a queue of `queue_capacity` deliveries.
-    pub fn new(pool: Pool, queue_capacity: usize) -> Arc<Hub> {
+    pub fn new(authorizer: Arc<dyn Authorize>, queue_capacity: usize) -> Arc<Hub> {
         Arc::new(Hub {
             registry: Mutex::new(Registry::default()),
             position: watch::Sender::new(None),
             wake: Arc::new(Notify::new()),
-            pool,
+            authorizer,
             changes: watch::Sender::new(0),
             queue_capacity: queue_capacity.max(1),
         })
@@ -240,7 +240,7 @@ impl Hub {
                 .iter()
                 .map(|c| (c.event, &c.entry.interest.caller)),
         );
-        let verdicts = plan.authorize(&self.pool).await?;
+        let verdicts = plan.authorize(self.authorizer.as_ref()).await?;
         let mut stats = DispatchStats {
             contexts: plan.context_count(),
             ..DispatchStats::default()
@@ -307,3 +307,7 @@ struct Candidate {
     event: usize,
     entry: Arc<Entry>,
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

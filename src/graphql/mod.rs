@@ -135,7 +135,10 @@ mod tests {
     /// A context whose pool never connects (nothing here reaches the database).
     fn context() -> Context {
         let pool = crate::db::pool::build("postgres://nobody@127.0.0.1:1/none", 1).unwrap();
-        let hub = Hub::new(pool.clone(), 1);
+        let hub = Hub::new(
+            Arc::new(crate::db::authorizer::PgAuthorizer::new(pool.clone())),
+            1,
+        );
         Context {
             caller: Arc::new(Caller::anonymous("anon")),
             pool: pool.clone(),

@@ -1,0 +1,175 @@
+//! The hub as a registry, driven without Postgres: a stand-in authorizer lets
+//! a user see the rows whose `owner` is its `sub`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::auth::Caller;
+use crate::db::authorizer::{Authorize, Check, Verdicts};
+use crate::events::filter::Filter;
+use crate::events::{Op, OpSet};
+
+/// Visible when the image's `owner` is the caller's `sub`; every column selectable but `secret`.
+struct OwnerSees;
+
+impl Authorize for OwnerSees {
+    fn authorize<'a>(
+        &'a self,
+        contexts: &'a [&'a Caller],
+        checks: &'a [Check],
+    ) -> BoxFuture<'a, Result<Verdicts, DbError>> {
+        let visible = checks
+            .iter()
+            .map(|c| c.image.get("owner").and_then(Value::as_str) == contexts[c.context].sub())
+            .collect();
+        let columns: HashMap<(usize, u32), Arc<[String]>> = checks
+            .iter()
+            .map(|c| ((c.context, c.relid), Arc::from(["id".to_owned(), "owner".to_owned()])))
+            .collect();
+        Box::pin(std::future::ready(Ok(Verdicts::from_parts(visible, columns))))
+    }
+}
+
+const TABLE: u32 = 7;
+
+fn hub(capacity: usize) -> Arc<Hub> {
+    let hub = Hub::new(Arc::new(OwnerSees), capacity);
+    hub.start_at("10:10:".parse().unwrap());
+    hub
+}
+
+fn caller(sub: &str) -> Arc<Caller> {
+    Arc::new(Caller::new("app_user".into(), json!({"sub": sub}), None))
+}
+
+fn interest(sub: &str, ops: OpSet) -> Interest {
+    Interest {
+        relid: TABLE,
+        ops,
+        filter: Filter::default(),
+        caller: caller(sub),
+    }
+}
+
+fn event(id: i64, op: Op, new: Option<Value>, old: Option<Value>) -> Arc<Event> {
+    Arc::new(Event {
+        id,
+        xid: 10,
+        relid: TABLE,
+        table: "public.t".into(),
+        op,
+        new_row: new.map(Arc::new),
+        old_row: old.map(Arc::new),
+        committed_at: chrono::Utc::now(),
+    })
+}
+
+fn row(id: i64, owner: &str) -> Option<Value> {
+    Some(json!({"id": id, "owner": owner, "secret": "s"}))
+}
+
+/// Dispatches `events` as one batch.
+async fn dispatch(hub: &Hub, events: &[Arc<Event>]) -> DispatchStats {
+    let high: Snapshot = "11:11:".parse().unwrap();
+    let bounds = Arc::new(Bounds {
+        low: "10:10:".parse().unwrap(),
+        high: high.clone(),
+    });
+    let epoch = hub.begin_batch(&high);
+    hub.dispatch(events, &bounds, epoch).await.unwrap()
+}
+
+fn drain(registration: &mut Registration) -> Vec<(Op, Option<Value>, Option<Value>)> {
+    let mut out = Vec::new();
+    while let Ok(d) = registration.queue.try_recv() {
+        out.push((
+            d.event.op,
+            d.row.map(|r| (*r).clone()),
+            d.old.map(|r| (*r).clone()),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_subscriber_gets_the_versions_it_may_see_restricted_to_its_columns() {
+    let hub = hub(16);
+    let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let mut bob = hub.register(interest("bob", OpSet::of([Op::Insert]))).unwrap();
+    let stats = dispatch(
+        &hub,
+        &[
+            event(1, Op::Insert, row(1, "alice"), None),
+            event(2, Op::Insert, row(2, "bob"), None),
+            // Moves from alice to bob: alice sees it leave, bob (inserts only) nothing.
+            event(3, Op::Update, row(1, "bob"), row(1, "alice")),
+        ],
+    )
+    .await;
+    assert_eq!(stats.contexts, 2);
+    assert_eq!(
+        drain(&mut alice),
+        [
+            (Op::Insert, Some(json!({"id": 1, "owner": "alice"})), None),
+            (Op::Update, None, Some(json!({"id": 1, "owner": "alice"}))),
+        ]
+    );
+    assert_eq!(
+        drain(&mut bob),
+        [(Op::Insert, Some(json!({"id": 2, "owner": "bob"})), None)]
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_ends_the_subscription_after_an_exact_prefix() {
+    let hub = hub(2);
+    let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let events: Vec<_> = (1..=4)
+        .map(|i| event(i, Op::Insert, row(i, "alice"), None))
+        .collect();
+    let stats = dispatch(&hub, &events).await;
+    assert_eq!(stats.overflowed, 1);
+    let got: Vec<Value> = drain(&mut alice)
+        .into_iter()
+        .map(|(_, r, _)| r.unwrap()["id"].clone())
+        .collect();
+    assert_eq!(got, [json!(1), json!(2)]);
+    assert_eq!(alice.ended.get(), Some(&EndReason::SlowConsumer));
+    assert_eq!(hub.subscription_count(), 0);
+}
+
+#[tokio::test]
+async fn truncate_reaches_every_subscriber_of_the_table_and_closing_a_table_ends_them() {
+    let hub = hub(16);
+    let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let mut inserts_only = hub.register(interest("bob", OpSet::of([Op::Insert]))).unwrap();
+    dispatch(&hub, &[event(1, Op::Truncate, None, None)]).await;
+    assert_eq!(drain(&mut alice), [(Op::Truncate, None, None)]);
+    assert_eq!(drain(&mut inserts_only), []);
+
+    hub.close_table(TABLE);
+    assert_eq!(alice.ended.get(), Some(&EndReason::TableGone));
+    assert_eq!(hub.subscription_count(), 0);
+    assert!(alice.queue.recv().await.is_none(), "the queue is closed");
+}
+
+#[tokio::test]
+async fn a_subscription_receives_only_batches_begun_after_it_joined() {
+    let hub = hub(16);
+    let high: Snapshot = "11:11:".parse().unwrap();
+    let epoch = hub.begin_batch(&high);
+    let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let bounds = Arc::new(Bounds {
+        low: "10:10:".parse().unwrap(),
+        high,
+    });
+    hub.dispatch(&[event(1, Op::Insert, row(1, "alice"), None)], &bounds, epoch)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut alice), []);
+    assert_eq!(alice.position, "11:11:".parse().unwrap());
+}
