@@ -7,6 +7,7 @@ mod config;
 mod delivery;
 mod helpers;
 mod http;
+mod migrate;
 mod protocol;
 mod resilience;
 mod rls;
