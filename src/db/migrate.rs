@@ -6,8 +6,6 @@
 //! With `demo`, the demo SaaS schema of `examples/saas/migrations/` follows
 //! (tables in `public`, their policies and `herald.track` calls).
 
-use tokio_postgres::NoTls;
-
 /// pgherald's own schema.
 mod herald {
     refinery::embed_migrations!("migrations");
@@ -152,7 +150,7 @@ pub async fn run(
     demo: bool,
 ) -> Result<usize, MigrateError> {
     let config = super::pool::connection_config(admin_url)?;
-    let (mut client, connection) = config.connect(NoTls).await?;
+    let (mut client, connection) = config.connect().await?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection ended");

@@ -13,3 +13,4 @@ mod resilience;
 mod rls;
 mod rls_fidelity;
 mod smoke;
+mod tls;
