@@ -9,7 +9,9 @@
 #     defaults to DATABASE_URL.
 #
 # Examples:
-#   make run                       # build, migrate, seed, serve on 127.0.0.1:8080
+#   make run                       # build, migrate with the demo schema, seed, serve on 127.0.0.1:8080
+#   make migrate                   # pgherald's own schema only (herald.*)
+#   make migrate ARGS=--demo       # plus the demo SaaS schema (examples/saas)
 #   make test ARGS='ws::'          # extra args go to cargo nextest / cargo test
 #   echo 'select 1' | make psql
 #   make test DATABASE_URL=postgres://postgres@db:5432/pgherald
@@ -33,9 +35,10 @@ build:
 	$(CARGO) build --release
 
 migrate: build
-	$(DBENV) $(PGHERALD) migrate
+	$(DBENV) $(PGHERALD) migrate $(ARGS)
 
-run: build migrate
+run: build
+	$(DBENV) $(PGHERALD) migrate --demo
 	scripts/run.sh
 
 # Reads SQL from stdin when not a terminal: echo 'select 1' | make psql

@@ -167,7 +167,7 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
         .await?;
     let admin_url = with_db(admin_base, "pgherald_bench", None);
     let app_url = with_db(admin_base, "pgherald_bench", Some("herald_authenticator"));
-    pgherald::db::migrate::run(&admin_url, None, None).await?;
+    pgherald::db::migrate::run(&admin_url, None, None, true).await?;
     let admin = connect(&admin_url).await?;
     let tenant: String = admin
         .query_one(

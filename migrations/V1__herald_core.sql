@@ -1,5 +1,7 @@
 -- herald: capture of row changes into an outbox, and the SQL API.
-create schema herald;
+-- `pgherald migrate` creates the schema first, because the migration history
+-- (herald.schema_history) lives in it.
+create schema if not exists herald;
 
 -- Tables whose changes are captured, with their primary key columns.
 create table herald.tracked (

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: load the demo seed, print a banner with URLs and per-user
-# tokens, then exec the server. Expects the release binary to be built and
-# migrations applied (the Makefile's `run` target does both first).
+# `make run`: load the demo seed (examples/saas/seed.sql), print a banner
+# with URLs and per-user tokens, then exec the server. Expects the release
+# binary to be built and `pgherald migrate --demo` applied (the Makefile's
+# `run` target does both first).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -17,7 +18,7 @@ export HERALD_LISTEN="${HERALD_LISTEN:-127.0.0.1:8080}"
 
 # client_min_messages: keep "already exists, skipping" notices out of the banner.
 PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" \
-    psql -X -v ON_ERROR_STOP=1 -q -f sql/seed.sql "$HERALD_ADMIN_DATABASE_URL"
+    psql -X -v ON_ERROR_STOP=1 -q -f examples/saas/seed.sql "$HERALD_ADMIN_DATABASE_URL"
 
 users="$(psql -X -v ON_ERROR_STOP=1 -tA -F ' ' \
     -c "select id, email from public.users order by email" "$HERALD_ADMIN_DATABASE_URL")"

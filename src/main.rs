@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, env = "HERALD_RETENTION", default_value = "24h", value_parser = parse_duration)]
         retention: Duration,
     },
-    /// Create roles and apply migrations.
+    /// Create roles and apply pgherald's migrations (and, with --demo, the demo schema).
     Migrate {
         /// Owner or superuser connection string.
         #[arg(long, env = "HERALD_ADMIN_DATABASE_URL", hide_env_values = true)]
@@ -76,6 +76,15 @@ enum Command {
         /// Also create this role for anonymous connections.
         #[arg(long, env = "HERALD_ANON_ROLE")]
         anon_role: Option<String>,
+        /// Also install the demo SaaS schema of examples/saas (tables in
+        /// `public`); without it only the `herald` schema is installed.
+        #[arg(
+            long,
+            env = "HERALD_MIGRATE_DEMO",
+            action = clap::ArgAction::SetTrue,
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
+        demo: bool,
     },
     /// Mint a development JWT (HS256).
     Token {
@@ -94,7 +103,42 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    if let Err(e) = run().await {
+        // One line with the cause chain; never a backtrace or a Debug dump.
+        eprintln!("error: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// `{e:#}` on one line: the chain joined by ": ", line breaks inside a
+/// message (Postgres's DETAIL and HINT) as "; ", and a cause skipped when the
+/// text already ends with it (errors that print their source themselves).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let repeated = text.strip_suffix(&part).is_some_and(|before| {
+            before.is_empty() || !before.ends_with(|c: char| c.is_alphanumeric())
+        });
+        if part.is_empty() || repeated {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -123,13 +167,19 @@ async fn main() -> anyhow::Result<()> {
             admin_database_url,
             database_url,
             anon_role,
+            demo,
         } => {
             let admin = admin_database_url
                 .or_else(|| database_url.clone())
                 .context("HERALD_ADMIN_DATABASE_URL or DATABASE_URL is required")?;
-            let applied =
-                pgherald::db::migrate::run(&admin, database_url.as_deref(), anon_role.as_deref())
-                    .await?;
+            let applied = pgherald::db::migrate::run(
+                &admin,
+                database_url.as_deref(),
+                anon_role.as_deref(),
+                demo,
+            )
+            .await
+            .context("migration failed")?;
             eprintln!("migrations applied: {applied}");
         }
         Command::Token {

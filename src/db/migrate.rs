@@ -1,57 +1,168 @@
-//! `pgherald migrate`: cluster-wide roles, then the versioned migrations in
-//! `migrations/` (recorded by refinery; re-running is a no-op).
+//! `pgherald migrate`: cluster-wide roles, then pgherald's own versioned
+//! migrations in `migrations/` (the `herald` schema), recorded by refinery in
+//! `herald.schema_history`; re-running is a no-op. Nothing outside the
+//! `herald` schema is created, so it applies to any application database.
+//!
+//! With `demo`, the demo SaaS schema of `examples/saas/migrations/` follows
+//! (tables in `public`, their policies and `herald.track` calls).
 
-use tokio_postgres::NoTls;
-
-mod embedded {
+/// pgherald's own schema.
+mod herald {
     refinery::embed_migrations!("migrations");
 }
 
-/// Identifies the embedded migrations (versions, names, checksums): equal
-/// strings mean the same schema.
-pub fn fingerprint() -> String {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| format!("{}:{}:{}", m.version(), m.name(), m.checksum()))
-        .collect::<Vec<_>>()
-        .join(",")
+/// The demo SaaS application. Versioned refinery migrations rather than an
+/// idempotent script: they are applied under the same advisory lock and
+/// recorded like the core ones, so a re-run is a no-op, a changed file is
+/// reported instead of being half re-applied, and each version runs in one
+/// transaction, so a database whose `users` (say) has another shape gets a
+/// clear error and no partial demo. A `create table if not exists` script
+/// would instead skip the foreign table and go on to track it.
+mod demo {
+    refinery::embed_migrations!("examples/saas/migrations");
 }
 
-/// Migration failure.
+/// History of the core migrations: inside the `herald` schema, which
+/// pgherald owns, never in the application's `public`.
+const CORE_HISTORY: &str = "herald.schema_history";
+/// History of the demo migrations, separate so that the two sets version
+/// independently.
+const DEMO_HISTORY: &str = "herald.demo_schema_history";
+
+/// Serialises concurrent migrators of one database.
+const LOCK_KEY: i64 = 727274;
+
+/// Identifies the embedded migrations, core and demo (versions, names,
+/// checksums): equal strings mean the same schemas.
+pub fn fingerprint() -> String {
+    let list = |set: &str, runner: refinery::Runner| {
+        runner
+            .get_migrations()
+            .iter()
+            .map(|m| format!("{set}/{}:{}:{}", m.version(), m.name(), m.checksum()))
+            .collect::<Vec<_>>()
+    };
+    let mut all = list("herald", herald::migrations::runner());
+    all.extend(list("demo", demo::migrations::runner()));
+    all.join(",")
+}
+
+/// A Postgres failure as one line: the server's message (with its detail and
+/// hint, if any), or the client error and its causes.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(String);
+
+impl Cause {
+    fn of(e: &(dyn std::error::Error + 'static)) -> Cause {
+        if let Some(db) = e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+        {
+            let mut text = db.message().to_owned();
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" (detail: {detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            return Cause(one_line(&text));
+        }
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        Cause(one_line(&text))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Migration failure. Its `Display` (with `{:#}`, its cause too) is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    /// Connecting or a role statement failed.
-    #[error("database: {0}")]
-    Db(#[from] tokio_postgres::Error),
-    /// A migration failed.
-    #[error("migration: {0}")]
-    Migration(#[from] refinery::Error),
+    /// Connecting, or a statement around the migrations (lock, roles), failed.
+    #[error("database")]
+    Db(#[source] Cause),
+    /// A migration of `set` failed at `step`.
+    #[error("{set}: {step}")]
+    Migration {
+        /// "herald schema" or "demo schema".
+        set: &'static str,
+        /// What refinery was doing, e.g. "applying migration V1__schema".
+        step: String,
+        /// The database's error, if any.
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// A `herald` schema made by something else than these migrations.
+    #[error(
+        "schema herald already exists but has no {CORE_HISTORY}: it was not made by this \
+         version of pgherald (an older one kept its history in public.refinery_schema_history); \
+         drop schema herald or use a fresh database (private cluster: make pg-destroy)"
+    )]
+    ForeignHeraldSchema,
     /// A bad URL.
     #[error(transparent)]
     Url(#[from] super::pool::UrlError),
 }
 
-/// Applies roles and migrations with the owner connection `admin_url`.
-/// `anon_role` is created (NOLOGIN) and granted to the login role if given;
-/// the login role's password is set from `app_url` when it carries one.
+impl From<tokio_postgres::Error> for MigrateError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        MigrateError::Db(Cause::of(&e))
+    }
+}
+
+impl MigrateError {
+    fn migration(set: &'static str, e: refinery::Error) -> MigrateError {
+        match e.kind() {
+            refinery::error::Kind::Connection(what, cause) => MigrateError::Migration {
+                set,
+                step: what.strip_prefix("error ").unwrap_or(what).to_owned(),
+                cause: Some(Cause::of(cause.as_ref())),
+            },
+            other => MigrateError::Migration {
+                set,
+                step: one_line(&other.to_string()),
+                cause: None,
+            },
+        }
+    }
+}
+
+/// Applies roles and pgherald's migrations with the owner connection
+/// `admin_url`, then, if `demo`, the demo SaaS schema. `anon_role` is created
+/// (NOLOGIN) and granted to the login role if given; the login role's
+/// password is set from `app_url` when it carries one. Returns how many
+/// migrations were applied (0: already up to date).
 pub async fn run(
     admin_url: &str,
     app_url: Option<&str>,
     anon_role: Option<&str>,
+    demo: bool,
 ) -> Result<usize, MigrateError> {
     let config = super::pool::connection_config(admin_url)?;
-    let (mut client, connection) = config.connect(NoTls).await?;
+    let (mut client, connection) = config.connect().await?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection ended");
         }
     });
 
-    // Several migrators may race on a fresh cluster (parallel tests); role
-    // DDL is cluster-wide, so serialise it.
+    // Several migrators of this database may race (instances started
+    // together): serialise them. Advisory locks are per database, so role
+    // statements guard against migrators of other databases themselves
+    // (sql/roles.sql). A failure ends the session, which releases the lock.
     client
-        .batch_execute("select pg_advisory_lock(727274)")
+        .execute("select pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
     client
         .batch_execute(include_str!("../../sql/roles.sql"))
@@ -64,9 +175,19 @@ pub async fn run(
             .batch_execute(
                 "do $$ begin
                    if not exists (select 1 from pg_roles where rolname = current_setting('herald.anon_role')) then
-                     execute format('create role %I nologin', current_setting('herald.anon_role'));
+                     begin
+                       execute format('create role %I nologin', current_setting('herald.anon_role'));
+                     exception when duplicate_object or unique_violation then
+                       null; -- created concurrently (see sql/roles.sql)
+                     end;
                    end if;
-                   execute format('grant %I to herald_authenticator', current_setting('herald.anon_role'));
+                   if not pg_has_role('herald_authenticator', current_setting('herald.anon_role'), 'member') then
+                     begin
+                       execute format('grant %I to herald_authenticator', current_setting('herald.anon_role'));
+                     exception when unique_violation then
+                       null;
+                     end;
+                   end if;
                  end $$",
             )
             .await?;
@@ -89,13 +210,54 @@ pub async fn run(
             )
             .await?;
     }
-    let report = embedded::migrations::runner()
-        .run_async(&mut client)
-        .await?;
+
+    // The history table lives in the herald schema, so the schema must exist
+    // before refinery looks for its history. A herald schema with objects
+    // but no history was not made by these migrations: say so rather than
+    // fail on its first `create table`.
+    let foreign: bool = client
+        .query_one(
+            "select to_regclass($1) is null
+                and (exists (select 1 from pg_class where relnamespace = to_regnamespace('herald'))
+                     or exists (select 1 from pg_proc where pronamespace = to_regnamespace('herald')))",
+            &[&CORE_HISTORY],
+        )
+        .await?
+        .get(0);
+    if foreign {
+        return Err(MigrateError::ForeignHeraldSchema);
+    }
     client
-        .batch_execute("select pg_advisory_unlock(727274)")
+        .batch_execute(
+            "do $$ begin
+               if to_regnamespace('herald') is null then create schema herald; end if;
+             end $$",
+        )
+        .await?;
+
+    let mut runner = herald::migrations::runner();
+    runner.set_migration_table_name(CORE_HISTORY);
+    let mut applied = runner
+        .run_async(&mut client)
+        .await
+        .map_err(|e| MigrateError::migration("herald schema", e))?
+        .applied_migrations()
+        .len();
+    if demo {
+        let mut runner = demo::migrations::runner();
+        runner.set_migration_table_name(DEMO_HISTORY);
+        applied += runner
+            .run_async(&mut client)
+            .await
+            .map_err(|e| MigrateError::migration("demo schema", e))?
+            .applied_migrations()
+            .len();
+    }
+
+    client
+        .execute("select pg_advisory_unlock($1)", &[&LOCK_KEY])
         .await?;
     drop(client);
     let _ = driver.await;
-    Ok(report.applied_migrations().len())
+    Ok(applied)
 }

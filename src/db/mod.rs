@@ -1,6 +1,6 @@
 //! Everything that talks to Postgres outside the listener: the pool, the one
 //! place that switches role and claims, the authorizer, the catalog of tracked
-//! tables, start-up safety checks and migrations.
+//! tables, start-up safety checks, migrations, and TLS for every connection.
 
 pub mod authorizer;
 pub mod catalog;
@@ -9,6 +9,7 @@ pub mod pool;
 pub mod roles;
 pub mod rows;
 pub mod session;
+pub mod tls;
 
 /// A database failure, at the edge of this module.
 #[derive(Debug, thiserror::Error)]

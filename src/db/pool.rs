@@ -1,21 +1,23 @@
 //! The query pool (for GraphQL queries, mutations and the authorizer) and
-//! connection settings shared with the listener.
+//! connection settings shared with the listener and `migrate`.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+
+use super::tls::Connector;
 
 /// A connection string that does not parse.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid database URL: {0}")]
 pub struct UrlError(String);
 
-/// Parses `url` and sets the keepalive and timeout options every pgherald
-/// connection uses, so that dead peers are noticed in seconds, not hours.
-pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, UrlError> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| UrlError(e.to_string()))?;
+/// Parses `url` (with its TLS settings, see [`super::tls`]) and sets the
+/// keepalive and timeout options every pgherald connection uses, so that dead
+/// peers are noticed in seconds, not hours. The result dereferences to the
+/// [`tokio_postgres::Config`]; connect with [`Connector::connect`].
+pub fn connection_config(url: &str) -> Result<Connector, UrlError> {
+    let mut config = Connector::from_url(url).map_err(|e| UrlError(e.to_string()))?;
     if config.get_application_name().is_none() {
         config.application_name("pgherald");
     }
@@ -31,10 +33,10 @@ pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, UrlError> 
 
 /// Builds the query pool. Connections are opened lazily.
 pub fn build(url: &str, size: usize) -> Result<Pool, UrlError> {
-    let config = connection_config(url)?;
+    let connector = connection_config(url)?;
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        connector.config().clone(),
+        connector.make_tls_connect(),
         ManagerConfig {
             // Role and claims are only ever set transaction-locally, so a
             // returned connection carries no caller state to reset.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::Bounds;
@@ -131,7 +131,7 @@ enum ListenError {
 
 /// Runs the listener until `shutdown`.
 pub async fn run(
-    config: tokio_postgres::Config,
+    config: crate::db::tls::Connector,
     timings: ListenerConfig,
     hub: Arc<Hub>,
     status: Arc<ListenerStatus>,
@@ -173,14 +173,14 @@ struct Progress {
 
 /// One connection's lifetime. Returns `Ok` only on shutdown.
 async fn session(
-    config: &tokio_postgres::Config,
+    config: &crate::db::tls::Connector,
     timings: &ListenerConfig,
     hub: &Arc<Hub>,
     status: &ListenerStatus,
     progress: &mut Progress,
     shutdown: &CancellationToken,
 ) -> Result<(), ListenError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect().await?;
     let wake = hub.wake_handle();
     let heartbeat_seen = Arc::new(AtomicU64::new(0));
     let closed = CancellationToken::new();

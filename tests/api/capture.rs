@@ -107,7 +107,7 @@ async fn track_is_idempotent_untrack_stops_capture_and_a_table_without_a_key_is_
 #[tokio::test]
 async fn migrating_an_up_to_date_database_again_applies_nothing() {
     let app = spawn_app().await;
-    let applied = pgherald::db::migrate::run(&app.admin_url, None, None)
+    let applied = pgherald::db::migrate::run(&app.admin_url, None, None, true)
         .await
         .expect("migrate runs");
     assert_eq!(applied, 0);

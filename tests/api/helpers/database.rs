@@ -39,8 +39,8 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
-/// A fingerprint of the migrations compiled into pgherald (and of the role
-/// script), so a template from another version is never reused.
+/// A fingerprint of the migrations compiled into pgherald, core and demo (and
+/// of the role script), so a template from another version is never reused.
 fn migrations_fingerprint() -> String {
     let text = pgherald::db::migrate::fingerprint() + include_str!("../../../sql/roles.sql");
     // FNV-1a: stable across runs, unlike std's hasher.
@@ -82,9 +82,34 @@ async fn drop_leftovers(maintenance: &Client, current_template: &str) {
     }
 }
 
+/// Name for a new test database (its pid lets `drop_leftovers` clean up).
+fn test_database_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "pgherald_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        chrono::Utc::now().timestamp_micros() % 1_000_000
+    )
+}
+
+/// Creates an empty database (from `template0`: nothing pgherald made, no
+/// migration) and returns the owner's connection string to it.
+pub async fn empty_database() -> String {
+    let base = base_admin_url();
+    let user = admin_user(&base);
+    let password = admin_password(&base);
+    let maintenance = connect(&url_for(&base, &user, password.as_deref(), "postgres")).await;
+    let name = test_database_name();
+    maintenance
+        .batch_execute(&format!("create database \"{name}\" template template0"))
+        .await
+        .unwrap();
+    url_for(&base, &user, password.as_deref(), &name)
+}
+
 /// Creates a fresh, migrated database and returns its name.
 pub async fn fresh_database() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let base = base_admin_url();
     let maintenance = connect(&url_for(
         &base,
@@ -121,7 +146,7 @@ pub async fn fresh_database() -> String {
             admin_password(&base).as_deref(),
             &building,
         );
-        pgherald::db::migrate::run(&url, None, Some("anon"))
+        pgherald::db::migrate::run(&url, None, Some("anon"), true)
             .await
             .expect("migrations apply");
         maintenance
@@ -131,12 +156,7 @@ pub async fn fresh_database() -> String {
             .await
             .unwrap();
     }
-    let name = format!(
-        "pgherald_test_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        chrono::Utc::now().timestamp_micros() % 1_000_000
-    );
+    let name = test_database_name();
     maintenance
         .batch_execute(&format!(
             "create database \"{name}\" template \"{template}\""

@@ -1,4 +1,6 @@
 -- The demo SaaS schema: tenants, users, memberships, notifications, documents.
+-- Installed only by `pgherald migrate --demo` (after pgherald's own schema,
+-- whose herald.track it calls); history in herald.demo_schema_history.
 create table public.tenants (
   id   uuid primary key default gen_random_uuid(),
   name text not null
