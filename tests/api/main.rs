@@ -8,6 +8,7 @@ mod delivery;
 mod helpers;
 mod http;
 mod migrate;
+mod own_schema;
 mod protocol;
 mod resilience;
 mod rls;

@@ -16,6 +16,7 @@ pub use subscriber::{NOTIFICATIONS, Protocol, Subscriber};
 pub use ws::{Frame, WsClient};
 
 use database::{admin_password, admin_user, app_password, base_admin_url, url_for};
+use std::str::FromStr;
 use std::time::Duration;
 
 use pgherald::{Application, Config, JwtKey};
@@ -52,19 +53,36 @@ pub async fn spawn_app() -> TestApp {
 /// Starts an instance on a fresh database, after `tweak` edits its config.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = fresh_database().await;
+    spawn_app_on_database(&db, tweak).await
+}
+
+/// Starts an instance on a database a test prepared itself (given by its
+/// owner's connection string, as [`empty_database`] returns it).
+pub async fn spawn_app_on(admin_url: &str) -> TestApp {
+    let config = tokio_postgres::Config::from_str(admin_url).expect("owner URL parses");
+    let db = config.get_dbname().expect("owner URL names a database");
+    spawn_app_on_database(db, |_| {}).await
+}
+
+/// The login role's connection string for database `db`.
+pub fn app_url_for(db: &str) -> String {
+    url_for(
+        &base_admin_url(),
+        "herald_authenticator",
+        app_password().as_deref(),
+        db,
+    )
+}
+
+async fn spawn_app_on_database(db: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let base = base_admin_url();
     let admin_url = url_for(
         &base,
         &admin_user(&base),
         admin_password(&base).as_deref(),
-        &db,
+        db,
     );
-    let app_url = url_for(
-        &base,
-        "herald_authenticator",
-        app_password().as_deref(),
-        &db,
-    );
+    let app_url = app_url_for(db);
     let mut config = Config::new(app_url.clone(), JwtKey::Secret(SECRET.into()));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.pool_size = 8;
