@@ -184,7 +184,10 @@ async fn reload_schema(
                     .filter(|t| catalog.by_relid(t.relid).is_none())
                     .map(|t| t.relid)
                     .collect();
-                tracing::info!(tables = catalog.tables.len(), "tracked tables changed; schema rebuilt");
+                tracing::info!(
+                    tables = catalog.tables.len(),
+                    "tracked tables changed; schema rebuilt"
+                );
                 state.schema.replace(graphql::build(catalog));
                 for relid in gone {
                     state.hub.close_table(relid);

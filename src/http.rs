@@ -13,9 +13,9 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::state::AppState;
 use crate::auth::{self, AuthError};
 use crate::graphql::request::prepare_variables;
+use crate::state::AppState;
 use crate::ws;
 
 /// All routes.

@@ -33,5 +33,5 @@ pub mod state;
 pub mod ws;
 
 pub use app::{Application, StartError};
-pub use state::AppState;
 pub use config::{Config, JwtKey, Limits};
+pub use state::AppState;

@@ -57,6 +57,19 @@ pub struct Column {
     pub not_null: bool,
 }
 
+#[cfg(test)]
+impl Column {
+    /// A column for tests of code built on the catalog.
+    pub fn for_test(name: &str, kind: TypeKind, not_null: bool) -> Column {
+        Column {
+            name: name.into(),
+            kind,
+            sql_type: "test".into(),
+            not_null,
+        }
+    }
+}
+
 /// A tracked table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {

@@ -37,7 +37,11 @@ pub struct RowsRead {
 }
 
 /// Reads rows of a tracked table as `caller`.
-pub async fn read_as(pool: &Pool, caller: &Caller, query: RowQuery<'_>) -> Result<RowsRead, DbError> {
+pub async fn read_as(
+    pool: &Pool,
+    caller: &Caller,
+    query: RowQuery<'_>,
+) -> Result<RowsRead, DbError> {
     let mut client = pool.get().await?;
     let tx = client
         .build_transaction()

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use futures::Stream;
 
+use super::Op;
 use super::cursor::Cursor;
 use super::delivery::{self, Bounds, Delivery, Interest};
 use super::outbox::{self, PAGE_SIZE};
 use super::snapshot::Snapshot;
-use super::Op;
 use crate::db::DbError;
 use crate::db::authorizer::PgAuthorizer;
 

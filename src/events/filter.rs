@@ -111,7 +111,10 @@ impl Filter {
                 });
             }
         }
-        Ok(Filter { terms, spec: Value::Object(Default::default()) })
+        Ok(Filter {
+            terms,
+            spec: Value::Object(Default::default()),
+        })
     }
 
     /// A filter on one column's equality, used by `notificationCreated`.

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::{Event, Op};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
+use super::{Event, Op};
 use crate::db::DbError;
 use crate::db::authorizer::Authorize;
 

@@ -28,9 +28,16 @@ impl Authorize for OwnerSees {
             .collect();
         let columns: HashMap<(usize, u32), Arc<[String]>> = checks
             .iter()
-            .map(|c| ((c.context, c.relid), Arc::from(["id".to_owned(), "owner".to_owned()])))
+            .map(|c| {
+                (
+                    (c.context, c.relid),
+                    Arc::from(["id".to_owned(), "owner".to_owned()]),
+                )
+            })
             .collect();
-        Box::pin(std::future::ready(Ok(Verdicts::from_parts(visible, columns))))
+        Box::pin(std::future::ready(Ok(Verdicts::from_parts(
+            visible, columns,
+        ))))
     }
 }
 
@@ -99,7 +106,9 @@ fn drain(registration: &mut Registration) -> Vec<(Op, Option<Value>, Option<Valu
 async fn each_subscriber_gets_the_versions_it_may_see_restricted_to_its_columns() {
     let hub = hub(16);
     let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
-    let mut bob = hub.register(interest("bob", OpSet::of([Op::Insert]))).unwrap();
+    let mut bob = hub
+        .register(interest("bob", OpSet::of([Op::Insert])))
+        .unwrap();
     let stats = dispatch(
         &hub,
         &[
@@ -146,7 +155,9 @@ async fn a_full_queue_ends_the_subscription_after_an_exact_prefix() {
 async fn truncate_reaches_every_subscriber_of_the_table_and_closing_a_table_ends_them() {
     let hub = hub(16);
     let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
-    let mut inserts_only = hub.register(interest("bob", OpSet::of([Op::Insert]))).unwrap();
+    let mut inserts_only = hub
+        .register(interest("bob", OpSet::of([Op::Insert])))
+        .unwrap();
     dispatch(&hub, &[event(1, Op::Truncate, None, None)]).await;
     assert_eq!(drain(&mut alice), [(Op::Truncate, None, None)]);
     assert_eq!(drain(&mut inserts_only), []);
@@ -167,9 +178,13 @@ async fn a_subscription_receives_only_batches_begun_after_it_joined() {
         low: "10:10:".parse().unwrap(),
         high,
     });
-    hub.dispatch(&[event(1, Op::Insert, row(1, "alice"), None)], &bounds, epoch)
-        .await
-        .unwrap();
+    hub.dispatch(
+        &[event(1, Op::Insert, row(1, "alice"), None)],
+        &bounds,
+        epoch,
+    )
+    .await
+    .unwrap();
     assert_eq!(drain(&mut alice), []);
     assert_eq!(alice.position, "11:11:".parse().unwrap());
 }

@@ -95,12 +95,7 @@ mod tests {
     use crate::events::hub::Hub;
 
     fn column(name: &str, kind: TypeKind, not_null: bool) -> Column {
-        Column {
-            name: name.into(),
-            kind,
-            sql_type: "t".into(),
-            not_null,
-        }
+        Column::for_test(name, kind, not_null)
     }
 
     fn catalog() -> Catalog {

@@ -326,7 +326,11 @@ fn enum_infos(catalog: &Catalog, taken: &mut HashSet<String>) -> BTreeMap<String
         let (schema, bare) = sql_name.rsplit_once('.').unwrap_or(("", sql_name));
         let bare_unquoted = bare.trim_matches('"');
         let mut name = if bare_count(bare) > 1 {
-            format!("{}{}", pascal(schema.trim_matches('"')), pascal(bare_unquoted))
+            format!(
+                "{}{}",
+                pascal(schema.trim_matches('"')),
+                pascal(bare_unquoted)
+            )
         } else {
             pascal(bare_unquoted)
         };
@@ -401,12 +405,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, kind: TypeKind, not_null: bool) -> Column {
-        Column {
-            name: name.into(),
-            kind,
-            sql_type: String::new(),
-            not_null,
-        }
+        Column::for_test(name, kind, not_null)
     }
 
     fn table(schema: &str, name: &str, columns: Vec<Column>) -> Table {
@@ -454,7 +453,11 @@ mod tests {
                 table("public", "json", vec![]),
             ],
         });
-        let objects: Vec<&str> = info.tables.iter().map(|t| t.names.object.as_str()).collect();
+        let objects: Vec<&str> = info
+            .tables
+            .iter()
+            .map(|t| t.names.object.as_str())
+            .collect();
         // `Change` is the generic type; `ChangesWhere` etc. are free.
         assert_eq!(objects, ["ChangeTable", "Changes", "Json"]);
         let fields: Vec<&str> = info.tables.iter().map(|t| t.names.field.as_str()).collect();

@@ -8,8 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use juniper::meta::MetaType;
 use juniper::{
-    ArcStr, Arguments, BoxFuture, ExecutionResult, Executor, GraphQLType,
-    GraphQLValue, GraphQLValueAsync, IntoFieldError, Registry,
+    ArcStr, Arguments, BoxFuture, ExecutionResult, Executor, GraphQLType, GraphQLValue,
+    GraphQLValueAsync, IntoFieldError, Registry,
 };
 use serde_json::{Value, json};
 
@@ -130,7 +130,9 @@ async fn read_page(
     let filter = selectable.filter(filter.as_ref().map(|i| &i.0), &table.table)?;
     let order_by = order_keys(order.unwrap_or_default(), table, &selectable)?;
     selectable.check_columns(&table.table, selected_fields(executor, &["rows"]))?;
-    let after = after.map(|text: String| decode_page_cursor(&text)).transpose()?;
+    let after = after
+        .map(|text: String| decode_page_cursor(&text))
+        .transpose()?;
     let read = rows::read_as(
         &ctx.pool,
         &ctx.caller,

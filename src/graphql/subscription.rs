@@ -9,9 +9,8 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use juniper::meta::MetaType;
 use juniper::{
-    ArcStr, Arguments, BoxFuture, Executor, FieldError,
-    GraphQLSubscriptionValue, GraphQLType, GraphQLValue, GraphQLValueAsync, IntoFieldError,
-    Registry, Value, ValuesStream,
+    ArcStr, Arguments, BoxFuture, Executor, FieldError, GraphQLSubscriptionValue, GraphQLType,
+    GraphQLValue, GraphQLValueAsync, IntoFieldError, Registry, Value, ValuesStream,
 };
 
 use super::access::{Selectable, selected_fields};
@@ -119,9 +118,7 @@ impl GraphQLSubscriptionValue<S> for Subscription {
                 return Ok(into_values(stream, executor, &()));
             }
             let Some(table) = info.table_by_field(field) else {
-                return Err(
-                    ApiError::BadInput(format!("unknown field {field}")).into_field_error()
-                );
+                return Err(ApiError::BadInput(format!("unknown field {field}")).into_field_error());
             };
             let stream = typed_changes(table, &args, executor)
                 .await

@@ -5,13 +5,13 @@ use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
 use std::time::Duration;
 
-use juniper::{Variables};
+use juniper::Variables;
 use juniper_graphql_ws::ConnectionConfig;
 use serde_json::Value;
 
-use crate::state::AppState;
 use crate::auth::{self, AuthError};
 use crate::graphql::Context;
+use crate::state::AppState;
 
 /// Authenticates an init payload; returns the connection's configuration
 /// (with `keep_alive` as juniper's keep-alive interval, zero for none) and
@@ -28,7 +28,7 @@ pub(super) async fn accept(
     let exp = caller.exp;
     let max_ops = app.limits.max_operations;
     let config = ConnectionConfig::new(app.context(caller))
-    .with_max_in_flight_operations(max_ops)
-    .with_keep_alive_interval(keep_alive);
+        .with_max_in_flight_operations(max_ops)
+        .with_keep_alive_interval(keep_alive);
     Ok((config, exp))
 }

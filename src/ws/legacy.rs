@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use super::init;
 use super::session::{Handler, Step};
-use crate::state::AppState;
 use crate::graphql::{Context, Schema, request::prepare_variables};
+use crate::state::AppState;
 
 type S = Scalar;
 

@@ -19,8 +19,8 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Reply;
 
-use crate::state::AppState;
 use crate::auth;
+use crate::state::AppState;
 
 /// A negotiated subprotocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

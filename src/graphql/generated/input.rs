@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use juniper::meta::{Argument, MetaType};
 use juniper::{
-    ArcStr, FieldError, FromInputValue, GraphQLEnum, GraphQLType,
-    GraphQLValue, GraphQLValueAsync, InputValue, Registry,
+    ArcStr, FieldError, FromInputValue, GraphQLEnum, GraphQLType, GraphQLValue, GraphQLValueAsync,
+    InputValue, Registry,
 };
 
 use super::leaf::{base_type, value_type};

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use juniper::meta::{EnumValue, MetaType};
 use juniper::{
-    ArcStr, ExecutionResult, Executor, FieldError, FromInputValue,
-    GraphQLType, GraphQLValue, GraphQLValueAsync, InputValue, ParseScalarResult,
-    ParseScalarValue, Registry, ScalarToken, ScalarValue, Selection, Type, Value,
+    ArcStr, ExecutionResult, Executor, FieldError, FromInputValue, GraphQLType, GraphQLValue,
+    GraphQLValueAsync, InputValue, ParseScalarResult, ParseScalarValue, Registry, ScalarToken,
+    ScalarValue, Selection, Type, Value,
 };
 
 use crate::graphql::json::Json;
@@ -75,7 +75,9 @@ impl ParseScalarValue<S> for CustomScalar {
     /// `BigFloat` literal never passes through a float.
     fn from_str(token: ScalarToken<'_>) -> ParseScalarResult<S> {
         Ok(match token {
-            ScalarToken::String(s) => <String as ParseScalarValue<S>>::from_str(ScalarToken::String(s))?,
+            ScalarToken::String(s) => {
+                <String as ParseScalarValue<S>>::from_str(ScalarToken::String(s))?
+            }
             ScalarToken::Int(digits) | ScalarToken::Float(digits) => {
                 Scalar::String(digits.to_owned())
             }

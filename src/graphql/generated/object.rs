@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use juniper::meta::{Field, MetaType};
 use juniper::{
-    ArcStr, Arguments, BoxFuture, ExecutionResult, Executor, FieldError,
-    GraphQLType, GraphQLValue, GraphQLValueAsync, Registry, Value,
+    ArcStr, Arguments, BoxFuture, ExecutionResult, Executor, FieldError, GraphQLType, GraphQLValue,
+    GraphQLValueAsync, Registry, Value,
 };
 use serde_json::Value as Json;
 
@@ -21,6 +21,26 @@ use crate::graphql::model::{Base, ColumnInfo, ScalarKind, TableInfo};
 use crate::graphql::types::ChangeOp;
 
 type S = Scalar;
+
+/// These objects resolve every field from memory: their async resolution is
+/// the synchronous one.
+macro_rules! resolve_fields_synchronously {
+    ($ty:ty) => {
+        impl GraphQLValueAsync<S> for $ty {
+            fn resolve_field_async<'a>(
+                &'a self,
+                info: &'a Arc<TableInfo>,
+                field: &'a str,
+                args: &'a Arguments<S>,
+                executor: &'a Executor<(), S>,
+            ) -> BoxFuture<'a, ExecutionResult<S>> {
+                Box::pin(std::future::ready(
+                    self.resolve_field(info, field, args, executor),
+                ))
+            }
+        }
+    };
+}
 
 /// One row of a tracked table, as the caller may see it.
 pub struct Row(pub Arc<Json>);
@@ -79,19 +99,7 @@ impl GraphQLValue<S> for Row {
     }
 }
 
-impl GraphQLValueAsync<S> for Row {
-    fn resolve_field_async<'a>(
-        &'a self,
-        info: &'a Arc<TableInfo>,
-        field: &'a str,
-        args: &'a Arguments<S>,
-        executor: &'a Executor<(), S>,
-    ) -> BoxFuture<'a, ExecutionResult<S>> {
-        Box::pin(std::future::ready(
-            self.resolve_field(info, field, args, executor),
-        ))
-    }
-}
+resolve_fields_synchronously!(Row);
 
 /// A column's value from a row image, as its GraphQL type.
 fn column_value(column: &ColumnInfo, value: &Json) -> Value<S> {
@@ -179,13 +187,15 @@ impl GraphQLType<S> for RowChange {
                 .description("Resume point just after this change (pass as `after`)."),
             registry
                 .field::<DateTime<Utc>>("committedAt", &())
-                .description("When the change was captured (for initial rows: when they were read)."),
-            registry
-                .field::<Option<Row>>("row", table)
-                .description("The new version; null for deletes and when the caller may not see it."),
-            registry
-                .field::<Option<Row>>("old", table)
-                .description("The old version; null for inserts and when the caller could not see it."),
+                .description(
+                    "When the change was captured (for initial rows: when they were read).",
+                ),
+            registry.field::<Option<Row>>("row", table).description(
+                "The new version; null for deletes and when the caller may not see it.",
+            ),
+            registry.field::<Option<Row>>("old", table).description(
+                "The old version; null for inserts and when the caller could not see it.",
+            ),
         ];
         registry
             .build_object_type::<Self>(table, &fields)
@@ -224,19 +234,7 @@ impl GraphQLValue<S> for RowChange {
     }
 }
 
-impl GraphQLValueAsync<S> for RowChange {
-    fn resolve_field_async<'a>(
-        &'a self,
-        info: &'a Arc<TableInfo>,
-        field: &'a str,
-        args: &'a Arguments<S>,
-        executor: &'a Executor<(), S>,
-    ) -> BoxFuture<'a, ExecutionResult<S>> {
-        Box::pin(std::future::ready(
-            self.resolve_field(info, field, args, executor),
-        ))
-    }
-}
+resolve_fields_synchronously!(RowChange);
 
 fn resolve_row(
     table: &Arc<TableInfo>,
@@ -317,16 +315,4 @@ impl GraphQLValue<S> for Page {
     }
 }
 
-impl GraphQLValueAsync<S> for Page {
-    fn resolve_field_async<'a>(
-        &'a self,
-        info: &'a Arc<TableInfo>,
-        field: &'a str,
-        args: &'a Arguments<S>,
-        executor: &'a Executor<(), S>,
-    ) -> BoxFuture<'a, ExecutionResult<S>> {
-        Box::pin(std::future::ready(
-            self.resolve_field(info, field, args, executor),
-        ))
-    }
-}
+resolve_fields_synchronously!(Page);
