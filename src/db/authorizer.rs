@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::auth::Caller;
 
 use super::DbError;
+use super::jsonb::ExactJson;
 
 /// One question: may `contexts[context]` see `image`, a row of table `relid`?
 #[derive(Debug)]
@@ -124,7 +125,7 @@ pub async fn authorize(
     let rel: Vec<u32> = checks.iter().map(|c| c.relid).collect();
     // Each distinct image is sent once (checks share images through `Arc`s:
     // one event's row checked under many contexts) and referred to by index.
-    let mut images: Vec<&Value> = Vec::new();
+    let mut images: Vec<ExactJson> = Vec::new();
     // Keyed by address (as an integer, so the future stays `Send`).
     let mut index_of: HashMap<usize, i32> = HashMap::new();
     let img: Vec<i32> = checks
@@ -133,7 +134,7 @@ pub async fn authorize(
             *index_of
                 .entry(Arc::as_ptr(&c.image) as usize)
                 .or_insert_with(|| {
-                    images.push(c.image.as_ref());
+                    images.push(ExactJson(c.image.as_ref()));
                     images.len() as i32 // 1-based, as SQL arrays
                 })
         })

@@ -4,6 +4,7 @@
 
 pub mod authorizer;
 pub mod catalog;
+pub mod jsonb;
 pub mod migrate;
 pub mod pool;
 pub mod roles;

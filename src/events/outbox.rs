@@ -7,6 +7,7 @@ use tokio_postgres::{Client, Row};
 
 use super::snapshot::Snapshot;
 use super::{Event, Op};
+use crate::db::jsonb::Jsonb;
 
 /// Events per page; a batch larger than this is read in several pages.
 pub const PAGE_SIZE: i64 = 1000;
@@ -62,11 +63,11 @@ fn event_from_row(row: &Row) -> Result<Arc<Event>, OutboxError> {
         table: table.into(),
         op: Op::from_sql(&op).ok_or_else(|| OutboxError::Data(format!("op {op:?}")))?,
         new_row: row
-            .get::<_, Option<serde_json::Value>>("new_row")
-            .map(Arc::new),
+            .try_get::<_, Option<Jsonb>>("new_row")?
+            .map(|j| Arc::new(j.0)),
         old_row: row
-            .get::<_, Option<serde_json::Value>>("old_row")
-            .map(Arc::new),
+            .try_get::<_, Option<Jsonb>>("old_row")?
+            .map(|j| Arc::new(j.0)),
         committed_at: row.get("committed_at"),
     }))
 }

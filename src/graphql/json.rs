@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use juniper::macros::reflect;
 
-use super::scalar::Scalar;
+use super::scalar::{ExactNumber, Scalar};
+use crate::db::jsonb::exact_number;
 use juniper::{
     ArcStr, ExecutionResult, Executor, FieldError, FromInputValue, GraphQLType, GraphQLValue,
     GraphQLValueAsync, InputValue, ParseScalarResult, ParseScalarValue, Registry, ScalarToken,
@@ -121,7 +122,10 @@ pub fn to_graphql(json: &serde_json::Value) -> Value<Scalar> {
             Some(i) => Value::Scalar(i32::try_from(i).map_or(Scalar::Long(i), Scalar::Int)),
             None => Value::scalar(n.as_f64().unwrap_or(f64::NAN)),
         },
-        J::String(s) => Value::scalar(s.clone()),
+        J::String(s) => match exact_number(s) {
+            Some(number) => Value::Scalar(Scalar::Exact(ExactNumber(number.to_owned()))),
+            None => Value::scalar(s.clone()),
+        },
         J::Array(items) => Value::list(items.iter().map(to_graphql).collect()),
         J::Object(fields) => Value::object(
             fields

@@ -17,6 +17,9 @@ pub enum Scalar {
     Int(i32),
     /// An integer beyond `Int` (JSON output of int8 values).
     Long(i64),
+    /// A number written exactly as Postgres wrote it (JSON output of
+    /// numerics a float would change).
+    Exact(ExactNumber),
     /// A GraphQL `Float`.
     #[value(to_float)]
     Float(f64),
@@ -26,6 +29,18 @@ pub enum Scalar {
     /// A GraphQL `Boolean`.
     #[value(to_bool)]
     Boolean(bool),
+}
+
+/// The text of a JSON number, written out as a number.
+#[derive(Clone, Debug, Display, PartialEq)]
+pub struct ExactNumber(pub String);
+
+impl Serialize for ExactNumber {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::value::RawValue::from_string(self.0.clone())
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
 }
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -86,5 +101,9 @@ mod tests {
             Scalar::Long(3_000_000_000)
         );
         assert_eq!(serde_json::from_str::<Scalar>("7").unwrap(), Scalar::Int(7));
+        assert_eq!(
+            serde_json::to_string(&Scalar::Exact(ExactNumber("100.10".into()))).unwrap(),
+            "100.10"
+        );
     }
 }

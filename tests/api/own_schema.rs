@@ -123,7 +123,10 @@ async fn an_application_database_gets_typed_filtered_rls_checked_changes_with_an
     assert_eq!(row["id"], "1", "BigInt ids are strings");
     assert_eq!(row["user_id"], "1");
     assert_eq!(row["priority"], "urgent", "enums are GraphQL enums");
-    assert_eq!(row["amount"], "50.5", "numeric is an exact string");
+    assert_eq!(
+        row["amount"], "50.50",
+        "numeric is its exact decimal, as a string"
+    );
     assert_eq!(row["tags"], json!(["x"]));
     assert_eq!(row["payload"], json!({"k": 1}));
     assert!(row["created_at"].as_str().unwrap().contains('T'));
@@ -131,7 +134,7 @@ async fn an_application_database_gets_typed_filtered_rls_checked_changes_with_an
     app.wait_for_subscriptions(1).await;
     app.sql(
         "insert into public.notifications (user_id, priority, title, amount, seq) values
-           (1, 'urgent', 'big', 100.25, 3000000000),
+           (1, 'urgent', 'big', 100.10, 3000000000),
            (1, 'low', 'filtered out', 500, 4),
            (3, 'urgent', 'for cy', 500, 5),
            (1, 'normal', 'last', 10, 6)",
@@ -145,7 +148,10 @@ async fn an_application_database_gets_typed_filtered_rls_checked_changes_with_an
         titles.push(change["row"]["title"].as_str().unwrap().to_owned());
         if change["row"]["title"] == "big" {
             assert_eq!(change["row"]["seq"], "3000000000");
-            assert_eq!(change["row"]["amount"], "100.25");
+            assert_eq!(
+                change["row"]["amount"], "100.10",
+                "the exact decimal, scale kept"
+            );
         }
     }
     assert_eq!(titles, ["big", "last"]);

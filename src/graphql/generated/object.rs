@@ -14,6 +14,7 @@ use juniper::{
 use serde_json::Value as Json;
 
 use super::leaf::value_type;
+use crate::db::jsonb::exact_number;
 use crate::events::cursor::Cursor;
 use crate::events::delivery::Delivery;
 use crate::graphql::json::to_graphql;
@@ -121,12 +122,14 @@ fn leaf(base: &Base, value: &Json) -> Value<S> {
             .map_or_else(Value::null, Value::scalar),
         // NaN and infinities (JSON strings) have no GraphQL Float.
         (Base::Float, Json::Number(n)) => n.as_f64().map_or_else(Value::null, Value::scalar),
-        (Base::Float, _) => Value::null(),
         (Base::Boolean, Json::Bool(b)) => Value::scalar(*b),
         (Base::Scalar(ScalarKind::BigInt | ScalarKind::BigFloat), Json::Number(n)) => {
             Value::scalar(n.to_string())
         }
-        (_, Json::String(s)) => Value::scalar(s.clone()),
+        (Base::Float, Json::String(s)) => exact_number(s)
+            .and_then(|n| n.parse::<f64>().ok())
+            .map_or_else(Value::null, Value::scalar),
+        (_, Json::String(s)) => Value::scalar(exact_number(s).unwrap_or(s).to_owned()),
         (_, other) => Value::scalar(other.to_string()),
     }
 }
