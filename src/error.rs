@@ -13,9 +13,6 @@ pub enum ApiError {
     /// The client asked for something malformed or unknown.
     #[error("{0}")]
     BadInput(String),
-    /// Not found, or not visible to the caller (indistinguishable, on purpose).
-    #[error("{0} not found")]
-    NotFound(&'static str),
     /// Row-level security or privileges refused the operation.
     #[error("not allowed")]
     Forbidden,
@@ -41,7 +38,6 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
-            ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Forbidden => "FORBIDDEN",
             ApiError::ResyncRequired(_) => "RESYNC_REQUIRED",
             ApiError::SlowConsumer(_) => "SLOW_CONSUMER",

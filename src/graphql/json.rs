@@ -15,8 +15,7 @@ use crate::db::jsonb::exact_number;
 use juniper::{
     ArcStr, ExecutionResult, Executor, FieldError, FromInputValue, GraphQLType, GraphQLValue,
     GraphQLValueAsync, InputValue, ParseScalarResult, ParseScalarValue, Registry, ScalarToken,
-    ScalarValue, Selection, ToInputValue, Value, marker::IsInputType, marker::IsOutputType,
-    meta::MetaType,
+    Selection, ToInputValue, Value, marker::IsInputType, marker::IsOutputType, meta::MetaType,
 };
 
 /// Any JSON value.
@@ -137,25 +136,19 @@ pub fn to_graphql(json: &serde_json::Value) -> Value<Scalar> {
 }
 
 /// A GraphQL input value as JSON (enum values become strings).
-pub fn input_to_json<S: ScalarValue>(
-    v: &InputValue<S>,
-) -> Result<serde_json::Value, FieldError<S>> {
+pub fn input_to_json(v: &InputValue<Scalar>) -> Result<serde_json::Value, FieldError<Scalar>> {
     use serde_json::Value as J;
     Ok(match v {
         InputValue::Null => J::Null,
-        InputValue::Scalar(s) => {
-            if let Some(b) = s.try_to_bool() {
-                J::Bool(b)
-            } else if let Some(i) = s.try_to_int() {
-                J::from(i)
-            } else if let Some(f) = s.try_to_float() {
-                J::from(f)
-            } else if let Some(text) = s.try_as_str() {
-                J::String(text.to_owned())
-            } else {
-                return Err(FieldError::from("unsupported JSON scalar"));
-            }
-        }
+        InputValue::Scalar(s) => match s {
+            Scalar::Boolean(b) => J::Bool(*b),
+            Scalar::Int(i) => J::from(*i),
+            Scalar::Long(i) => J::from(*i),
+            Scalar::Float(f) => J::from(*f),
+            Scalar::String(text) => J::String(text.clone()),
+            // Only produced for output; as input, keep the digits as text.
+            Scalar::Exact(n) => J::String(n.0.clone()),
+        },
         InputValue::Enum(e) => J::String(e.clone()),
         InputValue::Variable(name) => {
             return Err(FieldError::from(format!("unresolved variable ${name}")));
@@ -170,7 +163,7 @@ pub fn input_to_json<S: ScalarValue>(
             fields
                 .iter()
                 .map(|(k, v)| Ok((k.item.clone(), input_to_json(&v.item)?)))
-                .collect::<Result<_, FieldError<S>>>()?,
+                .collect::<Result<_, FieldError<Scalar>>>()?,
         ),
     })
 }

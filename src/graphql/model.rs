@@ -1,6 +1,6 @@
 //! What the generated part of the schema is made of: GraphQL names and types
 //! for every tracked table and column, derived from the [`Catalog`] by fixed,
-//! documented rules (see the README's "Generated API" section). Pure data, no
+//! documented rules (see docs/api.md). Pure data, no
 //! juniper: the types in [`super::generated`] register and resolve from it.
 
 use std::collections::{BTreeMap, HashSet};
@@ -200,6 +200,12 @@ const RESERVED_FIELDS: &[&str] = &["changes", "cursor"];
 /// Builds the generated API's names and types from `catalog`.
 pub fn build(catalog: Catalog) -> SchemaInfo {
     let mut taken: HashSet<String> = RESERVED_TYPES.iter().map(|s| s.to_string()).collect();
+    // The comparison inputs of the built-in and custom scalars.
+    let scalars: Vec<String> = taken.iter().cloned().collect();
+    for name in scalars {
+        taken.insert(format!("{name}Comparison"));
+        taken.insert(format!("{name}ListComparison"));
+    }
     let enums = enum_infos(&catalog, &mut taken);
     let mut fields: HashSet<String> = RESERVED_FIELDS.iter().map(|s| s.to_string()).collect();
     let shared_names: HashSet<&str> = {

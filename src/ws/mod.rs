@@ -3,7 +3,7 @@
 //!
 //! juniper_graphql_ws implements each protocol's state machine; this module
 //! owns everything around it that stock juniper_warp gets wrong (see
-//! PROTOCOL-NOTES): subprotocol negotiation, header and cookie tokens, frame
+//! docs/protocols.md): subprotocol negotiation, header and cookie tokens, frame
 //! filtering (ping frames are not JSON), message pre-checks and close codes,
 //! the init timeout, keep-alive by ping frames, token expiry and shutdown.
 

@@ -2,7 +2,7 @@
 //! `UUID`, `Timestamp`, `Date`), one GraphQL enum per Postgres enum, and the
 //! mapping of a column to its GraphQL type. Values are never built through
 //! these types: rows resolve straight from their JSON images (see
-//! [`super::row`]); these only describe the schema and accept input.
+//! [`super::object`]); these only describe the schema and accept input.
 
 use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
@@ -62,9 +62,10 @@ impl FromInputValue<S> for CustomScalar {
     /// which this type cannot see.
     fn from_input_value(v: &InputValue<S>) -> Result<Self, Self::Error> {
         match v {
-            InputValue::Scalar(s) if s.try_as_str().is_some() || s.try_to_float().is_some() => {
-                Ok(CustomScalar)
+            InputValue::Scalar(Scalar::Boolean(_)) => {
+                Err(FieldError::from("expected a string or a number"))
             }
+            InputValue::Scalar(_) => Ok(CustomScalar),
             _ => Err(FieldError::from("expected a string or a number")),
         }
     }
