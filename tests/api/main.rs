@@ -5,6 +5,7 @@ mod capture;
 mod clients;
 mod config;
 mod delivery;
+mod filter;
 mod helpers;
 mod http;
 mod migrate;

@@ -92,7 +92,8 @@ fn db_name(url: &str) -> String {
 
 fn node_event_data(event: &Value) -> &Value {
     assert_eq!(event["event"], "next", "{event}");
-    &event["data"]["notifications"]
+    assert!(event["data"].get("errors").is_none(), "{event}");
+    &event["data"]["data"]["notifications"]
 }
 
 #[tokio::test]
@@ -116,7 +117,7 @@ async fn an_application_database_gets_typed_filtered_rls_checked_changes_with_an
     // The initial snapshot: Ann's matching rows only (not her low one, not Cy's).
     let first = client.next_event(WAIT).await;
     let change = node_event_data(&first);
-    assert_eq!(change["op"], "INSERT");
+    assert_eq!(change["op"], "INSERT", "{first}");
     assert_eq!(change["initial"], true);
     let row = &change["row"];
     assert_eq!(row["title"], "seeded urgent");

@@ -105,10 +105,15 @@ async fn a_dropped_table_ends_its_subscriptions_with_a_clear_error() {
     widgets(&app).await;
     let user = app.user("u@x.test", &[]).await;
     let mut sub = Subscriber::connect(&app, &user, "user", Protocol::Transport).await;
-    sub.start("w", "subscription { widgets { op row { id name } } }", json!({}))
-        .await;
+    sub.start(
+        "w",
+        "subscription { widgets { op row { id name } } }",
+        json!({}),
+    )
+    .await;
     app.wait_for_subscriptions(1).await;
-    app.sql("insert into public.widgets values (1, 'one')").await;
+    app.sql("insert into public.widgets values (1, 'one')")
+        .await;
     assert_eq!(
         sub.next_event("w").await,
         json!({"op": "INSERT", "row": {"id": 1, "name": "one"}})
@@ -188,7 +193,11 @@ async fn a_partitioned_table_delivers_every_partition_under_its_own_name_and_pol
         .await
         .unwrap_err();
     assert!(
-        refused.as_db_error().unwrap().message().contains("partition"),
+        refused
+            .as_db_error()
+            .unwrap()
+            .message()
+            .contains("partition"),
         "{refused}"
     );
 
@@ -215,7 +224,12 @@ async fn a_partitioned_table_delivers_every_partition_under_its_own_name_and_pol
     let events = site_a.collect(&[("all", 3), ("typed", 2)]).await;
     let all: Vec<(String, Value)> = events["all"]
         .iter()
-        .map(|c| (c["table"].as_str().unwrap().to_owned(), c["row"]["id"].clone()))
+        .map(|c| {
+            (
+                c["table"].as_str().unwrap().to_owned(),
+                c["row"]["id"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         all,
@@ -230,6 +244,11 @@ async fn a_partitioned_table_delivers_every_partition_under_its_own_name_and_pol
         .map(|c| json!([c["op"], c["row"]["value"]]))
         .collect();
     assert_eq!(typed, [json!(["INSERT", 40]), json!(["UPDATE", 41])]);
-    assert!(site_a.ws.nothing_within(std::time::Duration::from_millis(200)).await.is_none());
+    assert!(
+        site_a
+            .ws
+            .nothing_within(std::time::Duration::from_millis(200))
+            .await
+            .is_none()
+    );
 }
-
