@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_postgres::IsolationLevel;
 
 use super::DbError;
-use super::jsonb::Jsonb;
+use super::jsonb::{ExactJson, Jsonb};
 use crate::auth::Caller;
 use crate::events::outbox;
 use crate::events::snapshot::Snapshot;
@@ -68,7 +68,7 @@ pub async fn read_as(
                 query.filter,
                 query.order_by,
                 &query.limit,
-                &query.after,
+                &query.after.map(ExactJson),
             ],
         )
         .await?;
@@ -76,7 +76,7 @@ pub async fn read_as(
     Ok(RowsRead {
         rows: rows
             .iter()
-            .map(|r| (Arc::new(r.get::<_, Jsonb>(0).0), r.get::<_, Value>(1)))
+            .map(|r| (Arc::new(r.get::<_, Jsonb>(0).0), r.get::<_, Jsonb>(1).0))
             .collect(),
         snapshot,
     })

@@ -145,9 +145,10 @@ async fn next_page(
         )
         .await?
     };
-    if page
-        .iter()
-        .any(|e| e.relid == interest.relid && e.op == Op::Truncate)
+    if interest.ops.contains(Op::Truncate)
+        && page
+            .iter()
+            .any(|e| e.relid == interest.relid && e.op == Op::Truncate)
     {
         // Replaying the changes around a truncate would not tell the client
         // which of its rows are gone: it must read the table again.

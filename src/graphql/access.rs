@@ -22,18 +22,23 @@ pub struct Selectable {
 }
 
 impl Selectable {
-    /// Looks them up for `role`.
-    pub async fn load(pool: &Pool, relid: u32, role: &str) -> Result<Selectable, DbError> {
+    /// Looks them up for `role`. A role that may select no column of the
+    /// table may not subscribe to it or read it at all (it would otherwise
+    /// still learn when rows change and when the table is truncated).
+    pub async fn load(pool: &Pool, table: &Table, role: &str) -> Result<Selectable, ApiError> {
         let client = pool.get().await?;
         let row = client
             .query_one(
                 "select herald.selectable_columns($1::oid, $2::text::name)",
-                &[&relid, &role],
+                &[&table.relid, &role],
             )
-            .await?;
-        Ok(Selectable {
-            columns: row.get::<_, Vec<String>>(0).into_iter().collect(),
-        })
+            .await
+            .map_err(DbError::from)?;
+        let columns: HashSet<String> = row.get::<_, Vec<String>>(0).into_iter().collect();
+        if columns.is_empty() {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(Selectable { columns })
     }
 
     /// Whether `column` may be selected.

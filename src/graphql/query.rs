@@ -126,12 +126,12 @@ async fn read_page(
             "first must be between 0 and {MAX_PAGE}"
         )));
     }
-    let selectable = Selectable::load(&ctx.pool, table.table.relid, &ctx.caller.role).await?;
+    let selectable = Selectable::load(&ctx.pool, &table.table, &ctx.caller.role).await?;
     let filter = selectable.filter(filter.as_ref().map(|i| &i.0), &table.table)?;
     let order_by = order_keys(order.unwrap_or_default(), table, &selectable)?;
     selectable.check_columns(&table.table, selected_fields(executor, &["rows"]))?;
     let after = after
-        .map(|text: String| decode_page_cursor(&text))
+        .map(|text: String| decode_page_cursor(&text, &order_by))
         .transpose()?;
     let read = rows::read_as(
         &ctx.pool,
@@ -149,7 +149,8 @@ async fn read_page(
     let more = rows.len() > first as usize;
     rows.truncate(first as usize);
     let end_cursor = if more {
-        rows.last().map(|(_, key)| encode_page_cursor(key))
+        rows.last()
+            .map(|(_, key)| encode_page_cursor(key, &order_by))
     } else {
         None
     };
@@ -180,15 +181,23 @@ pub(crate) fn order_keys(
     Ok(Value::Array(keys))
 }
 
-fn encode_page_cursor(key: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(key.to_string())
+/// A page cursor: the last row's sort key and the order it belongs to.
+fn encode_page_cursor(key: &Value, order_by: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(json!({"key": key, "orderBy": order_by}).to_string())
 }
 
-fn decode_page_cursor(text: &str) -> ApiResult<Value> {
-    URL_SAFE_NO_PAD
+/// The sort key of a page cursor made for `order_by`.
+fn decode_page_cursor(text: &str, order_by: &Value) -> ApiResult<Value> {
+    let mut cursor = URL_SAFE_NO_PAD
         .decode(text)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .filter(Value::is_array)
-        .ok_or_else(|| ApiError::BadInput("after: invalid page cursor".into()))
+        .filter(|c| c["key"].is_array())
+        .ok_or_else(|| ApiError::BadInput("after: invalid page cursor".into()))?;
+    if &cursor["orderBy"] != order_by {
+        return Err(ApiError::BadInput(
+            "after: this cursor was made for another orderBy".into(),
+        ));
+    }
+    Ok(cursor["key"].take())
 }

@@ -148,7 +148,7 @@ async fn generic_changes(
         .catalog
         .resolve(&name)
         .map_err(|e| ApiError::BadInput(e.to_string()))?;
-    let selectable = Selectable::load(&ctx.pool, table.relid, &ctx.caller.role).await?;
+    let selectable = Selectable::load(&ctx.pool, table, &ctx.caller.role).await?;
     let filter = optional::<Json>(args, "filter")?;
     let interest = Interest {
         relid: table.relid,
@@ -184,7 +184,7 @@ async fn typed_changes(
     executor: &Executor<'_, '_, Context, S>,
 ) -> ApiResult<impl Stream<Item = ApiResult<RowChange>> + Send + use<>> {
     let ctx = executor.context();
-    let selectable = Selectable::load(&ctx.pool, table.table.relid, &ctx.caller.role).await?;
+    let selectable = Selectable::load(&ctx.pool, &table.table, &ctx.caller.role).await?;
     let spec = optional::<Input>(args, "where")?;
     let filter = selectable.filter(spec.as_ref().map(|i| &i.0), &table.table)?;
     selectable.check_columns(&table.table, selected_fields(executor, &["row", "old"]))?;
