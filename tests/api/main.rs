@@ -12,5 +12,5 @@ mod resilience;
 mod rls;
 mod rls_fidelity;
 mod smoke;
-mod typed;
 mod tables;
+mod typed;
