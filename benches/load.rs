@@ -222,7 +222,7 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
     let verifier = pgherald::auth::Verifier::hs256(SECRET.as_bytes());
     let query = match mode {
         "fanout" => "subscription { changes(table: \"documents\", ops: [INSERT]) { row } }",
-        _ => "subscription { notificationCreated { title } }",
+        _ => "subscription { notifications(ops: [INSERT]) { row { title } } }",
     };
     let mut readers = Vec::new();
     for (c, user) in users.iter().enumerate() {
@@ -265,7 +265,7 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
                 let data = &v["payload"]["data"];
                 let title = data["changes"]["row"]["title"]
                     .as_str()
-                    .or_else(|| data["notificationCreated"]["title"].as_str());
+                    .or_else(|| data["notifications"]["row"]["title"].as_str());
                 let Some(seq) = title
                     .and_then(|t| t.strip_prefix("e"))
                     .and_then(|t| t.parse::<usize>().ok())

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{NodeClient, WAIT, spawn_app};
 
-const NOTIFICATIONS: &str = "subscription { notificationCreated { id title userId } }";
+/// The caller's new notifications (RLS restricts `notifications` to the recipient).
+const NOTIFICATIONS: &str =
+    "subscription { notifications(ops: [INSERT]) { op row { id title user_id } } }";
 
 /// Waits for the client's `connected` event.
 async fn connected(client: &mut NodeClient, who: &str) {
@@ -42,7 +44,7 @@ async fn a_graphql_ws_client_with_default_settings_stays_connected_and_receives_
 
     app.notify(&acme, &alice, "x", "at the start").await;
     let data = next_data(&mut client, "alice").await;
-    assert_eq!(data["notificationCreated"]["title"], "at the start");
+    assert_eq!(data["notifications"]["row"]["title"], "at the start");
 
     // 65 s with no traffic from the client: no event of any kind (a `closed`
     // would show here), and the subscription stays registered.
@@ -55,8 +57,8 @@ async fn a_graphql_ws_client_with_default_settings_stays_connected_and_receives_
 
     app.notify(&acme, &alice, "x", "a minute later").await;
     let data = next_data(&mut client, "alice").await;
-    assert_eq!(data["notificationCreated"]["title"], "a minute later");
-    assert_eq!(data["notificationCreated"]["userId"], json!(alice));
+    assert_eq!(data["notifications"]["row"]["title"], "a minute later");
+    assert_eq!(data["notifications"]["row"]["user_id"], json!(alice));
     client.kill().await;
 }
 
@@ -87,14 +89,14 @@ async fn the_legacy_subscriptions_transport_ws_client_receives_its_notification_
 
     app.notify(&acme, &alice, "x", "for alice").await;
     let data = next_data(&mut for_alice, "alice").await;
-    assert_eq!(data["notificationCreated"]["title"], "for alice");
-    assert_eq!(data["notificationCreated"]["userId"], json!(alice));
+    assert_eq!(data["notifications"]["row"]["title"], "for alice");
+    assert_eq!(data["notifications"]["row"]["user_id"], json!(alice));
 
     // Bob's first delivery is his own, later notification: alice's never reached him.
     app.notify(&acme, &bob, "x", "for bob").await;
     let data = next_data(&mut for_bob, "bob").await;
-    assert_eq!(data["notificationCreated"]["title"], "for bob");
-    assert_eq!(data["notificationCreated"]["userId"], json!(bob));
+    assert_eq!(data["notifications"]["row"]["title"], "for bob");
+    assert_eq!(data["notifications"]["row"]["user_id"], json!(bob));
 
     for_alice.kill().await;
     for_bob.kill().await;

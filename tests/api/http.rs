@@ -18,39 +18,97 @@ fn code(response: &Value) -> &str {
         .unwrap_or_else(|| panic!("expected an error with a code: {response}"))
 }
 
+/// `count` pages of `field` read as `token` with `args` (GraphQL argument
+/// text, without `first`/`after`) and `first` rows per page, following
+/// `endCursor`; returns the `title`s in order. Checks on every page that
+/// `hasNextPage` holds exactly when `endCursor` is set and a page is full.
+async fn titles_paged(
+    app: &TestApp,
+    token: &str,
+    field: &str,
+    args: &str,
+    first: usize,
+) -> Vec<String> {
+    let query = format!(
+        "query($after: String) {{ {field}({args} first: {first}, after: $after) {{
+            rows {{ title }} endCursor hasNextPage
+        }} }}"
+    );
+    let mut titles = Vec::new();
+    let mut after = Value::Null;
+    for _ in 0..100 {
+        let r = app.graphql(token, &query, json!({"after": after})).await;
+        assert!(r["errors"].is_null(), "{query}: {r}");
+        let page = &r["data"][field];
+        let rows = page["rows"].as_array().unwrap_or_else(|| panic!("{r}"));
+        titles.extend(
+            rows.iter()
+                .map(|row| row["title"].as_str().unwrap().to_owned()),
+        );
+        let more = page["hasNextPage"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{r}"));
+        assert_eq!(
+            more,
+            page["endCursor"].is_string(),
+            "{args} first {first}: {r}"
+        );
+        if !more {
+            return titles;
+        }
+        assert_eq!(
+            rows.len(),
+            first,
+            "a page before the last must be full: {r}"
+        );
+        after = page["endCursor"].clone();
+    }
+    panic!("{args} first {first}: more than 100 pages");
+}
+
 #[tokio::test]
 async fn queries_over_http_see_only_what_the_callers_policies_allow() {
     let app = spawn_app().await;
     let (acme, globex, alice, carol) = two_tenants(&app).await;
+    let bob = app.user("bob@acme.test", &[&acme]).await;
     app.sql(&format!(
         "insert into documents (tenant_id, title) values ('{acme}', 'acme doc'), ('{globex}', 'globex doc');
-         insert into notifications (tenant_id, user_id, title) values ('{acme}', '{alice}', 'for alice'), ('{globex}', '{carol}', 'for carol');"
+         insert into notifications (tenant_id, user_id, title) values
+           ('{acme}', '{alice}', 'for alice'), ('{acme}', '{bob}', 'for bob'),
+           ('{globex}', '{carol}', 'for carol');"
     ))
     .await;
     let r = app
         .graphql(
             &app.token(&alice),
-            "{ me { email } documents { title } notifications { title } tenants { name } }",
+            "{ users(orderBy: [{email: ASC}]) { rows { email } }
+               documents { rows { title } }
+               notifications { rows { title user_id } }
+               tenants { rows { name } }
+               memberships(orderBy: [{user_id: ASC}]) { rows { tenant_id } } }",
             json!({}),
         )
         .await;
     assert_eq!(
         r["data"],
         json!({
-            "me": {"email": "alice@acme.test"},
-            "documents": [{"title": "acme doc"}],
-            "notifications": [{"title": "for alice"}],
-            "tenants": [{"name": "Acme"}],
+            // Herself and her colleague, not carol of Globex.
+            "users": {"rows": [{"email": "alice@acme.test"}, {"email": "bob@acme.test"}]},
+            "documents": {"rows": [{"title": "acme doc"}]},
+            // Not her colleague bob's, though he is in her tenant.
+            "notifications": {"rows": [{"title": "for alice", "user_id": alice}]},
+            "tenants": {"rows": [{"name": "Acme"}]},
+            "memberships": {"rows": [{"tenant_id": acme}, {"tenant_id": acme}]},
         }),
         "{r}"
     );
     // GET works too.
-    let url = format!(
-        "{}/graphql?query=%7B%20documents%20%7B%20title%20%7D%20%7D",
-        app.http_url
-    );
     let r: Value = reqwest::Client::new()
-        .get(url)
+        .get(format!("{}/graphql", app.http_url))
+        .query(&[(
+            "query",
+            "{ documents { rows { title } } notifications { rows { title } } }",
+        )])
         .bearer_auth(app.token(&carol))
         .send()
         .await
@@ -59,50 +117,265 @@ async fn queries_over_http_see_only_what_the_callers_policies_allow() {
         .await
         .unwrap();
     assert_eq!(
-        r["data"]["documents"],
-        json!([{"title": "globex doc"}]),
+        r["data"],
+        json!({
+            "documents": {"rows": [{"title": "globex doc"}]},
+            "notifications": {"rows": [{"title": "for carol"}]},
+        }),
         "{r}"
     );
 }
 
 #[tokio::test]
-async fn mutations_run_under_the_callers_rls_and_cannot_touch_other_tenants_rows() {
+async fn query_fields_page_through_exactly_the_callers_rows_in_the_requested_order() {
     let app = spawn_app().await;
     let (acme, globex, alice, carol) = two_tenants(&app).await;
+    let bob = app.user("bob@acme.test", &[&acme]).await;
+    let mia = app.user("mia@both.test", &[&acme, &globex]).await;
+    // Alice's six notifications, three of them read (two at the same time),
+    // interleaved with bob's, which she must never see.
+    for (user, title, read_at) in [
+        (&alice, "t1", None),
+        (&bob, "b1", None),
+        (&alice, "t2", Some("2024-01-01 10:00+00")),
+        (&alice, "t3", Some("2024-01-01 10:00+00")),
+        (&bob, "b2", Some("2024-01-01 10:30+00")),
+        (&alice, "t4", None),
+        (&alice, "t5", Some("2024-01-01 11:00+00")),
+        (&alice, "t6", None),
+    ] {
+        let read_at = read_at.map_or("null".to_owned(), |t| format!("'{t}'"));
+        app.sql(&format!(
+            "insert into notifications (tenant_id, user_id, title, read_at)
+             values ('{acme}', '{user}', '{title}', {read_at})"
+        ))
+        .await;
+    }
     let alice_token = app.token(&alice);
+    // Descending puts nulls first, ascending last; later keys break ties.
+    let orders = [
+        (
+            "orderBy: [{read_at: DESC}, {title: ASC}]",
+            ["t1", "t4", "t6", "t5", "t2", "t3"],
+        ),
+        (
+            "orderBy: [{read_at: ASC}, {title: DESC}]",
+            ["t3", "t2", "t5", "t6", "t4", "t1"],
+        ),
+        (
+            "orderBy: [{title: DESC}]",
+            ["t6", "t5", "t4", "t3", "t2", "t1"],
+        ),
+    ];
+    for (args, expected) in orders {
+        for first in [1, 2, 4, 5, 6, 7] {
+            let got = titles_paged(&app, &alice_token, "notifications", args, first).await;
+            assert_eq!(got, expected, "{args}, first: {first}");
+        }
+    }
 
-    let created = app
+    // Documents: only those of the caller's tenants, whatever the page size.
+    for n in 0..5 {
+        app.sql(&format!(
+            "insert into documents (tenant_id, title) values ('{acme}', 'a{n}'), ('{globex}', 'g{n}')"
+        ))
+        .await;
+    }
+    let by_title = "orderBy: [{title: ASC}]";
+    for first in [1, 3, 10] {
+        assert_eq!(
+            titles_paged(&app, &alice_token, "documents", by_title, first).await,
+            ["a0", "a1", "a2", "a3", "a4"]
+        );
+        assert_eq!(
+            titles_paged(&app, &app.token(&carol), "documents", by_title, first).await,
+            ["g0", "g1", "g2", "g3", "g4"]
+        );
+        assert_eq!(
+            titles_paged(&app, &app.token(&mia), "documents", by_title, first).await,
+            ["a0", "a1", "a2", "a3", "a4", "g0", "g1", "g2", "g3", "g4"]
+        );
+    }
+    // Without orderBy the primary key orders the rows, and pages still
+    // partition them.
+    let mut all = titles_paged(&app, &app.token(&mia), "documents", "", 3).await;
+    all.sort();
+    assert_eq!(
+        all,
+        ["a0", "a1", "a2", "a3", "a4", "g0", "g1", "g2", "g3", "g4"]
+    );
+}
+
+#[tokio::test]
+async fn bad_page_arguments_are_input_errors() {
+    let app = spawn_app().await;
+    let (acme, _, alice, _) = two_tenants(&app).await;
+    for n in 0..3 {
+        app.notify(&acme, &alice, "info", &format!("n{n}")).await;
+    }
+    let token = app.token(&alice);
+    let page = app
         .graphql(
-            &alice_token,
-            "mutation($t: String!) { createDocument(tenantId: $t, title: \"plan\") { id tenantId title } }",
-            json!({"t": acme}),
+            &token,
+            "{ notifications(orderBy: [{kind: ASC}, {title: ASC}], first: 1) { endCursor } }",
+            json!({}),
         )
         .await;
-    let doc = created["data"]["createDocument"]["id"]
+    let end_cursor = page["data"]["notifications"]["endCursor"]
         .as_str()
-        .expect("created")
+        .unwrap_or_else(|| panic!("{page}"))
         .to_owned();
+    for (query, variables) in [
+        ("{ notifications(first: -1) { rows { id } } }", json!({})),
+        ("{ notifications(first: 1001) { rows { id } } }", json!({})),
+        (
+            "query($a: String) { notifications(after: $a) { rows { id } } }",
+            json!({"a": "not a cursor"}),
+        ),
+        // A cursor of another sort order.
+        (
+            "query($a: String) { notifications(after: $a) { rows { id } } }",
+            json!({"a": end_cursor}),
+        ),
+        (
+            "{ notifications(orderBy: [{kind: ASC, title: ASC}]) { rows { id } } }",
+            json!({}),
+        ),
+    ] {
+        let r = app.graphql(&token, query, variables.clone()).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{query} {variables}: {r}");
+        assert!(
+            r["data"].is_null() || r["data"]["notifications"].is_null(),
+            "{query}: {r}"
+        );
+    }
+}
 
-    // Into another tenant: refused by the policy's WITH CHECK.
+#[tokio::test]
+async fn a_malformed_value_in_where_is_the_callers_error_not_an_internal_one() {
+    let app = spawn_app().await;
+    let (acme, _, alice, _) = two_tenants(&app).await;
+    app.notify(&acme, &alice, "info", "n").await;
+    let token = app.token(&alice);
+    let query = "query($w: NotificationsWhere) { notifications(where: $w) { rows { id } } }";
+    // The database refuses the uuid: an input error naming no internals.
+    let r = app
+        .graphql(&token, query, json!({"w": {"id": {"eq": "not-a-uuid"}}}))
+        .await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+    assert!(r["data"]["notifications"].is_null(), "{r}");
+    // GraphQL validation refuses the date-time before anything runs.
     let r = app
         .graphql(
-            &alice_token,
-            "mutation($t: String!) { createDocument(tenantId: $t, title: \"sneaky\") { id } }",
-            json!({"t": globex}),
+            &token,
+            query,
+            json!({"w": {"created_at": {"gt": "yesterday-ish"}}}),
         )
         .await;
-    assert_eq!(code(&r), "FORBIDDEN", "{r}");
+    let message = r["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("created_at"), "{r}");
+    assert!(r["data"].is_null(), "{r}");
+}
+
+#[tokio::test]
+async fn a_pages_cursor_lets_a_client_read_rows_then_subscribe_after_it_without_a_gap() {
+    let app = spawn_app().await;
+    let (acme, _, alice, _) = two_tenants(&app).await;
+    let token = app.token(&alice);
+    app.notify(&acme, &alice, "info", "before").await;
+    let page = app
+        .graphql(
+            &token,
+            "{ notifications { rows { title } cursor hasNextPage } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        page["data"]["notifications"]["rows"],
+        json!([{"title": "before"}]),
+        "{page}"
+    );
+    assert_eq!(
+        page["data"]["notifications"]["hasNextPage"], false,
+        "{page}"
+    );
+    let cursor = page["data"]["notifications"]["cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{page}"))
+        .to_owned();
+    // Written after the read, before the subscription exists.
+    app.notify(&acme, &alice, "info", "gap").await;
+
+    let mut ws = app.transport_as(&alice).await;
+    ws.subscribe(
+        "s",
+        "subscription($after: String) { notifications(after: $after) { op row { title } } }",
+        json!({"after": cursor}),
+    )
+    .await;
+    // The row already read is not repeated; the one written since is not missed.
+    let msg = ws.next_data().await;
+    assert_eq!(
+        msg["payload"]["data"]["notifications"],
+        json!({"op": "INSERT", "row": {"title": "gap"}}),
+        "{msg}"
+    );
+    app.notify(&acme, &alice, "info", "live").await;
+    let msg = ws.next_data().await;
+    assert_eq!(
+        msg["payload"]["data"]["notifications"]["row"]["title"], "live",
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn writes_as_a_user_are_bound_by_the_demo_policies_and_the_query_fields_show_their_effect() {
+    let app = spawn_app().await;
+    let (acme, globex, alice, carol) = two_tenants(&app).await;
+    let documents = "{ documents { rows { id title body } } }";
+
+    assert_eq!(
+        app.sql_as(
+            &alice,
+            &format!("insert into documents (tenant_id, title) values ('{acme}', 'plan')")
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    let r = app.graphql(&app.token(&alice), documents, json!({})).await;
+    let doc = r["data"]["documents"]["rows"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("alice's document: {r}"))
+        .to_owned();
+    assert_eq!(
+        r["data"]["documents"]["rows"],
+        json!([{"id": doc, "title": "plan", "body": ""}]),
+        "{r}"
+    );
+
+    // Into another tenant: refused by the policy's WITH CHECK.
+    let err = app
+        .sql_as(
+            &alice,
+            &format!("insert into documents (tenant_id, title) values ('{globex}', 'sneaky')"),
+        )
+        .await
+        .expect_err("an insert into another tenant");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{err}"
+    );
 
     // Carol can neither see, update nor delete Alice's tenant's document.
-    let carol_token = app.token(&carol);
-    for mutation in [
-        "mutation($id: String!) { updateDocument(id: $id, title: \"pwned\") { id } }",
-        "mutation($id: String!) { deleteDocument(id: $id) }",
+    let r = app.graphql(&app.token(&carol), documents, json!({})).await;
+    assert_eq!(r["data"]["documents"]["rows"], json!([]), "{r}");
+    for write in [
+        format!("update documents set title = 'pwned' where id = '{doc}'"),
+        format!("delete from documents where id = '{doc}'"),
     ] {
-        let r = app
-            .graphql(&carol_token, mutation, json!({"id": doc}))
-            .await;
-        assert_eq!(code(&r), "NOT_FOUND", "{r}");
+        assert_eq!(app.sql_as(&carol, &write).await.unwrap(), 0, "{write}");
     }
     let title: String = app
         .admin
@@ -116,28 +389,21 @@ async fn mutations_run_under_the_callers_rls_and_cannot_touch_other_tenants_rows
     assert_eq!(title, "plan");
 
     // Alice updates and deletes it.
-    let r = app
-        .graphql(
-            &alice_token,
-            "mutation($id: String!) { updateDocument(id: $id, body: \"v2\") { title body } }",
-            json!({"id": doc}),
-        )
-        .await;
+    let update = format!("update documents set body = 'v2' where id = '{doc}'");
+    assert_eq!(app.sql_as(&alice, &update).await.unwrap(), 1);
+    let r = app.graphql(&app.token(&alice), documents, json!({})).await;
     assert_eq!(
-        r["data"]["updateDocument"],
-        json!({"title": "plan", "body": "v2"}),
+        r["data"]["documents"]["rows"],
+        json!([{"id": doc, "title": "plan", "body": "v2"}]),
         "{r}"
     );
-    let r = app
-        .graphql(
-            &alice_token,
-            "mutation($id: String!) { deleteDocument(id: $id) }",
-            json!({"id": doc}),
-        )
-        .await;
-    assert_eq!(r["data"]["deleteDocument"], json!(doc), "{r}");
+    let delete = format!("delete from documents where id = '{doc}'");
+    assert_eq!(app.sql_as(&alice, &delete).await.unwrap(), 1);
+    let r = app.graphql(&app.token(&alice), documents, json!({})).await;
+    assert_eq!(r["data"]["documents"]["rows"], json!([]), "{r}");
 
-    // Notifications: only the recipient can mark one read.
+    // Notifications: only the recipient can mark one read, and nobody can
+    // change anything else about it.
     app.notify(&globex, &carol, "info", "for carol").await;
     let id: String = app
         .admin
@@ -148,20 +414,43 @@ async fn mutations_run_under_the_callers_rls_and_cannot_touch_other_tenants_rows
         .await
         .unwrap()
         .get(0);
-    let mark = "mutation($id: String!) { markNotificationRead(id: $id) { readAt } }";
-    let r = app.graphql(&alice_token, mark, json!({"id": id})).await;
-    assert_eq!(code(&r), "NOT_FOUND", "{r}");
-    let r = app.graphql(&carol_token, mark, json!({"id": id})).await;
-    assert!(
-        r["data"]["markNotificationRead"]["readAt"].is_string(),
-        "{r}"
+    let mark = format!("update notifications set read_at = now() where id = '{id}'");
+    assert_eq!(app.sql_as(&alice, &mark).await.unwrap(), 0);
+    assert_eq!(app.sql_as(&carol, &mark).await.unwrap(), 1);
+    let err = app
+        .sql_as(
+            &carol,
+            &format!("update notifications set title = 'edited' where id = '{id}'"),
+        )
+        .await
+        .expect_err("an update of a column without the update privilege");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{err}"
     );
-
-    // Malformed ids are input errors, not internal ones.
     let r = app
-        .graphql(&carol_token, mark, json!({"id": "not-a-uuid"}))
+        .graphql(
+            &app.token(&carol),
+            "{ notifications { rows { title read_at } } }",
+            json!({}),
+        )
         .await;
-    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+    let rows = &r["data"]["notifications"]["rows"];
+    assert_eq!(rows[0]["title"], "for carol", "{r}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(rows[0]["read_at"].as_str().unwrap_or_default())
+            .is_ok(),
+        "read_at must be set, as a date-time: {r}"
+    );
+    let r = app
+        .graphql(
+            &app.token(&alice),
+            "{ notifications { rows { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["notifications"]["rows"], json!([]), "{r}");
 }
 
 #[tokio::test]

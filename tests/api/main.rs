@@ -17,3 +17,4 @@ mod rls_fidelity;
 mod smoke;
 mod tables;
 mod tls;
+mod typed;

@@ -13,7 +13,7 @@ async fn an_inserted_notification_reaches_its_recipient_over_graphql_transport_w
     let mut ws = app.transport_as(&alice).await;
     ws.subscribe(
         "1",
-        "subscription { notificationCreated { title userId } }",
+        "subscription { notifications(ops: [INSERT]) { op row { title user_id } } }",
         json!({}),
     )
     .await;
@@ -26,7 +26,7 @@ async fn an_inserted_notification_reaches_its_recipient_over_graphql_transport_w
     let msg = ws.next_data().await;
     assert_eq!(msg["id"], "1");
     assert_eq!(
-        msg["payload"]["data"]["notificationCreated"],
-        json!({"title": "hi", "userId": alice})
+        msg["payload"]["data"]["notifications"],
+        json!({"op": "INSERT", "row": {"title": "hi", "user_id": alice}})
     );
 }

@@ -1,5 +1,6 @@
 //! The row images and operations `changes` delivers for inserts, updates and
-//! deletes, and every field of a notification `notificationCreated` delivers.
+//! deletes, and every column of a new notification the typed `notifications`
+//! subscription delivers.
 
 use serde_json::{Value, json};
 
@@ -127,16 +128,18 @@ async fn a_notification_inserted_with_plain_sql_reaches_its_recipient_with_every
     let created_at: Value = row.get(1);
 
     let n = c.next_event("mine").await;
+    assert_eq!(n["op"], "INSERT", "{n}");
+    let n = &n["row"];
     assert_eq!(n["id"], id.as_str(), "{n}");
-    assert_eq!(n["tenantId"], acme.as_str(), "{n}");
-    assert_eq!(n["userId"], alice.as_str(), "{n}");
+    assert_eq!(n["tenant_id"], acme.as_str(), "{n}");
+    assert_eq!(n["user_id"], alice.as_str(), "{n}");
     assert_eq!(n["kind"], "mention", "{n}");
     assert_eq!(n["title"], "You were mentioned", "{n}");
     assert_eq!(n["body"], "in Plan", "{n}");
     assert_eq!(n["data"], json!({"doc": 7}), "{n}");
-    assert_eq!(n["readAt"], Value::Null, "{n}");
-    let sent = chrono::DateTime::parse_from_rfc3339(n["createdAt"].as_str().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("createdAt {n}: {e}"));
+    assert_eq!(n["read_at"], Value::Null, "{n}");
+    let sent = chrono::DateTime::parse_from_rfc3339(n["created_at"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("created_at {n}: {e}"));
     let stored = chrono::DateTime::parse_from_rfc3339(created_at.as_str().unwrap()).unwrap();
-    assert_eq!(sent, stored, "createdAt: {n}");
+    assert_eq!(sent, stored, "created_at: {n}");
 }

@@ -1,9 +1,10 @@
-//! What `changes` and `notificationCreated` deliver for rows written with
-//! plain SQL, over both WebSocket subprotocols (graphql-transport-ws and the
-//! legacy graphql-ws) (DESIGN.md section 2, "GraphQL"):
+//! What `changes` and the typed `notifications` subscription deliver for
+//! rows written with plain SQL, over both WebSocket subprotocols
+//! (graphql-transport-ws and the legacy graphql-ws) (DESIGN.md section 2,
+//! "GraphQL"):
 //!
 //! - [`images`]: the row images and operations of inserts, updates and
-//!   deletes, and every field of a notification;
+//!   deletes, and every column of a new notification;
 //! - [`selection`]: what `ops` and `filter` let through;
 //! - [`ordering`]: commit order, and several subscriptions on one connection;
 //! - [`errors`]: GraphQL errors for unknown tables, columns and operators.

@@ -88,7 +88,7 @@ async fn several_subscriptions_on_one_connection_each_get_their_own_events(p: Pr
         "updates: {:?}",
         got["updates"]
     );
-    let titles: Vec<&Value> = got["mine"].iter().map(|n| &n["title"]).collect();
+    let titles: Vec<&Value> = got["mine"].iter().map(|n| &n["row"]["title"]).collect();
     assert_eq!(
         titles,
         [&json!("n1"), &json!("n2")],

@@ -171,6 +171,7 @@ async fn numeric_filters_compare_numbers_by_value(p: Protocol) {
          select herald.track('public.scores');",
     )
     .await;
+    app.wait_for_tracked("public.scores").await;
     let mut c = Subscriber::connect(&app, &alice, "alice", p).await;
     c.changes("lt", "scores", Value::Null, json!({"points": {"lt": 10}}))
         .await;

@@ -11,7 +11,7 @@ mod ws;
 
 pub use changes::{document_image, insert_document, s, summary, title_of};
 pub use database::{connect, empty_database, fresh_database};
-pub use node::NodeClient;
+pub use node::{NodeClient, run_script};
 pub use subscriber::{NOTIFICATIONS, Protocol, Subscriber};
 pub use ws::{Frame, WsClient};
 
@@ -122,6 +122,22 @@ impl TestApp {
         }
     }
 
+    /// Waits (bounded) until the instance's schema knows the tracked table
+    /// `name`: the schema is rebuilt asynchronously after `herald.track`, and
+    /// until then the table is unknown to `changes` and has no typed fields.
+    pub async fn wait_for_tracked(&self, name: &str) {
+        let state = self.app.state();
+        let mut changes = state.schema.changes();
+        let deadline = tokio::time::sleep(WAIT);
+        tokio::pin!(deadline);
+        while state.schema.catalog().resolve(name).is_err() {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = &mut deadline => panic!("timed out waiting for the schema to track {name}"),
+            }
+        }
+    }
+
     /// Waits until the hub holds `n` subscriptions.
     pub async fn wait_for_subscriptions(&self, n: usize) {
         self.wait_until(&format!("{n} subscriptions"), |t| {
@@ -188,6 +204,26 @@ impl TestApp {
             )
             .await
             .unwrap();
+    }
+
+    /// Runs the statement `sql` as `user` would through an API that sets
+    /// the caller's context: in a transaction with `set local role app_user`
+    /// and `request.jwt.claims` naming `user`, so the demo schema's policies
+    /// and column privileges apply. Returns the number of rows it touched,
+    /// or the database's refusal.
+    pub async fn sql_as(&self, user: &str, sql: &str) -> Result<u64, tokio_postgres::Error> {
+        let mut client = connect(&self.admin_url).await;
+        let tx = client.transaction().await?;
+        tx.batch_execute("set local role app_user").await?;
+        let claims = json!({"sub": user, "role": "app_user"}).to_string();
+        tx.execute(
+            "select set_config('request.jwt.claims', $1, true)",
+            &[&claims],
+        )
+        .await?;
+        let touched = tx.execute(sql, &[]).await?;
+        tx.commit().await?;
+        Ok(touched)
     }
 
     /// A graphql-transport-ws connection, initialised with `user`'s token.

@@ -1,10 +1,43 @@
-//! The real npm clients (tests/clients/subscribe.mjs), driven as child processes.
+//! The real npm clients (tests/clients/subscribe.mjs) and graphql-js
+//! (tests/clients/schema.mjs), driven as child processes.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The directory of the npm scripts, once `npm ci` has installed their packages.
+fn clients_dir() -> &'static str {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    assert!(
+        std::path::Path::new(dir).join("node_modules").exists(),
+        "npm clients missing: run `make test` (it runs npm ci in tests/clients)"
+    );
+    dir
+}
+
+/// Runs the script `script` of tests/clients with the environment `env` to
+/// completion (bounded by `timeout`); returns the JSON line it prints.
+pub async fn run_script(script: &str, env: &[(&str, String)], timeout: Duration) -> Value {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(script)
+        .current_dir(clients_dir())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {timeout:?}"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{script} printed {stdout:?} ({}): {e}", output.status))
+}
 
 /// A real npm client (tests/clients/subscribe.mjs) printing events as JSON lines.
 pub struct NodeClient {
@@ -21,11 +54,7 @@ impl NodeClient {
         query: &str,
         variables: Value,
     ) -> NodeClient {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
-        assert!(
-            std::path::Path::new(dir).join("node_modules").exists(),
-            "npm clients missing: run `make test` (it runs npm ci in tests/clients)"
-        );
+        let dir = clients_dir();
         let mut child = tokio::process::Command::new("node")
             .arg("subscribe.mjs")
             .current_dir(dir)

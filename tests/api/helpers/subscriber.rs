@@ -1,6 +1,6 @@
 //! A protocol-agnostic GraphQL subscriber: one user's initialised WebSocket
 //! connection over either subprotocol (graphql-transport-ws or the legacy
-//! graphql-ws), with the `changes` and `notificationCreated` queries and
+//! graphql-ws), with the `changes` and `notifications` subscriptions and
 //! reads that assert what each protocol must send.
 
 use std::collections::BTreeMap;
@@ -14,9 +14,13 @@ pub const CHANGES: &str = "subscription($table: String!, $ops: [ChangeOp!], $fil
   changes(table: $table, ops: $ops, filter: $filter) { cursor op table row old committedAt }
 }";
 
-/// `notificationCreated`, selecting every field.
+/// The caller's new notifications: inserts into `notifications`, which RLS
+/// restricts to the recipient's rows, selecting the operation and every
+/// column of the new row (the event's value is `{op, row: {...}}`).
 pub const NOTIFICATIONS: &str = "subscription {
-  notificationCreated { id tenantId userId kind title body data createdAt readAt }
+  notifications(ops: [INSERT]) {
+    op row { id tenant_id user_id kind title body data created_at read_at }
+  }
 }";
 
 /// Which GraphQL-over-WebSocket subprotocol a connection speaks.

@@ -40,7 +40,7 @@ async fn assert_init_authenticates(
 ) {
     let mut ws = connect_with_headers(app, headers).await;
     ws.init_with(init).await;
-    assert_eq!(whoami(&mut ws).await, json!(user));
+    assert_eq!(whoami(&mut ws).await, json!([user]));
 }
 
 #[tokio::test]

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Frame, TestApp, WsClient, spawn_app};
 
-const NOTIFICATIONS: &str = "subscription { notificationCreated { id title userId } }";
+/// The caller's new notifications (RLS restricts `notifications` to the recipient).
+const NOTIFICATIONS: &str =
+    "subscription { notifications(ops: [INSERT]) { row { id title user_id } } }";
 
 /// An instance with tenant Acme and its member alice: (app, tenant, alice).
 async fn acme() -> (TestApp, String, String) {
@@ -32,7 +34,7 @@ async fn notify(app: &TestApp, tenant: &str, user: &str, title: &str) {
     app.notify(tenant, user, "x", title).await;
 }
 
-/// Starts a `notificationCreated` subscription under each of `ids` and waits
+/// Starts a [`NOTIFICATIONS`] subscription under each of `ids` and waits
 /// until the hub holds exactly that many (callers start with none).
 async fn watch(app: &TestApp, ws: &mut WsClient, ids: &[&str]) {
     for id in ids {
@@ -45,7 +47,7 @@ async fn watch(app: &TestApp, ws: &mut WsClient, ids: &[&str]) {
 fn assert_notification(msg: &Value, id: &str, title: &str) {
     assert_eq!(msg["id"], id, "a message for another subscription: {msg}");
     assert_eq!(
-        msg["payload"]["data"]["notificationCreated"]["title"], title,
+        msg["payload"]["data"]["notifications"]["row"]["title"], title,
         "{msg}"
     );
 }
@@ -87,13 +89,22 @@ async fn round_trip(ws: &mut WsClient, tag: &str) {
     );
 }
 
-/// `query { me { id } }` over an initialised connection: the caller's id.
+/// The query [`whoami`] sends: the ids of the users the caller may see.
+const WHOAMI: &str = "query { users { rows { id } } }";
+
+/// [`WHOAMI`] over an initialised connection: the ids of the users the
+/// caller may see, which RLS limits to itself and its colleagues. In the
+/// [`acme`] fixture alice has none, so this is `[alice]` for her token.
 async fn whoami(ws: &mut WsClient) -> Value {
-    ws.subscribe("me", "query { me { id } }", json!({})).await;
+    ws.subscribe("me", WHOAMI, json!({})).await;
     let msg = ws.next_json().await;
     assert_eq!(msg["type"], "next", "{msg}");
     assert_eq!(msg["id"], "me", "{msg}");
+    assert!(msg["payload"]["errors"].is_null(), "{msg}");
     let complete = ws.next_json().await;
     assert_eq!(complete, json!({"type": "complete", "id": "me"}));
-    msg["payload"]["data"]["me"]["id"].clone()
+    let rows = msg["payload"]["data"]["users"]["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("users rows: {msg}"));
+    Value::Array(rows.iter().map(|r| r["id"].clone()).collect())
 }

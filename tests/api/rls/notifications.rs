@@ -1,6 +1,7 @@
-//! A notification reaches only its recipient, through `notificationCreated`
-//! and through `changes`, whether written alongside a colleague's in one
-//! transaction or separately, and when handed over from one user to another.
+//! A notification reaches only its recipient, through the typed
+//! `notifications` subscription and through `changes`, whether written
+//! alongside a colleague's in one transaction or separately, and when handed
+//! over from one user to another.
 
 use serde_json::{Value, json};
 
@@ -21,8 +22,9 @@ async fn a_user_never_receives_a_colleagues_notification_written_in_the_same_tra
     let alice = app.user("alice@acme.test", &[&acme]).await;
     let bob = app.user("bob@acme.test", &[&acme]).await;
 
-    // Each watches its notifications twice: through `notificationCreated`,
-    // and through `changes`, where RLS is the only thing between them.
+    // Each watches its notifications twice: through the typed subscription
+    // (new notifications only), and through `changes`; in both, RLS is the
+    // only thing between them.
     let mut a = Subscriber::connect(&app, &alice, "alice", Protocol::Transport).await;
     let mut b = Subscriber::connect(&app, &bob, "bob", Protocol::Legacy).await;
     for c in [&mut a, &mut b] {
@@ -62,7 +64,12 @@ async fn a_user_never_receives_a_colleagues_notification_written_in_the_same_tra
 
     for (who, id, got) in [("alice", &alice, &got_a), ("bob", &bob, &got_b)] {
         for n in &got["mine"] {
-            assert_eq!(n["userId"], id.as_str(), "{who} got someone else's: {n}");
+            assert_eq!(n["op"], "INSERT", "{who}: {n}");
+            assert_eq!(
+                n["row"]["user_id"],
+                id.as_str(),
+                "{who} got someone else's: {n}"
+            );
         }
         for c in &got["all"] {
             for key in ["row", "old"] {
@@ -75,7 +82,7 @@ async fn a_user_never_receives_a_colleagues_notification_written_in_the_same_tra
     }
     let titles = |ns: &[Value]| -> Vec<String> {
         ns.iter()
-            .map(|n| n["title"].as_str().unwrap_or("<none>").to_owned())
+            .map(|n| n["row"]["title"].as_str().unwrap_or("<none>").to_owned())
             .collect()
     };
     assert_eq!(titles(&got_a["mine"]), ["a1", "a2", "a3", "a4"]);
