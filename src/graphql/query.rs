@@ -80,6 +80,13 @@ impl GraphQLValue<S> for Query {
     fn type_name(&self, info: &Arc<SchemaInfo>) -> Option<ArcStr> {
         <Self as GraphQLType<S>>::name(info)
     }
+
+    /// `__typename` (juniper asks every object, not only abstract types).
+    fn concrete_type_name(&self, _: &Self::Context, info: &Arc<SchemaInfo>) -> String {
+        <Self as GraphQLType<S>>::name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
 }
 
 impl GraphQLValueAsync<S> for Query {
@@ -158,6 +165,7 @@ async fn read_page(
         rows: rows.into_iter().map(|(row, _)| row).collect(),
         cursor: ctx.feed.cursor_at(read.snapshot).encode(),
         end_cursor,
+        has_next_page: more,
     })
 }
 

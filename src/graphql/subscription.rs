@@ -89,6 +89,13 @@ impl GraphQLValue<S> for Subscription {
     fn type_name(&self, info: &Arc<SchemaInfo>) -> Option<ArcStr> {
         <Self as GraphQLType<S>>::name(info)
     }
+
+    /// `__typename` (juniper asks every object, not only abstract types).
+    fn concrete_type_name(&self, _: &Self::Context, info: &Arc<SchemaInfo>) -> String {
+        <Self as GraphQLType<S>>::name(info)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
 }
 
 impl GraphQLValueAsync<S> for Subscription {}

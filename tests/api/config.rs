@@ -86,6 +86,14 @@ async fn with_an_anonymous_role_tokenless_connections_are_accepted_but_see_nothi
         json!({}),
     )
     .await;
+    // The anonymous role may select nothing of notifications: not even the
+    // fact that rows change is its business.
+    let refused = anon.next_json().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
     let mut alice_ws = app.transport_as(&alice).await;
     alice_ws
         .subscribe(
@@ -94,7 +102,7 @@ async fn with_an_anonymous_role_tokenless_connections_are_accepted_but_see_nothi
             json!({}),
         )
         .await;
-    app.wait_for_subscriptions(2).await;
+    app.wait_for_subscriptions(1).await;
 
     app.sql(&format!(
         "insert into notifications (tenant_id, user_id, title) values ('{tenant}', '{alice}', 'private')"

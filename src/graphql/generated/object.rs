@@ -76,6 +76,13 @@ impl GraphQLValue<S> for Row {
         <Self as GraphQLType<S>>::name(table)
     }
 
+    /// `__typename` (juniper asks every object, not only abstract types).
+    fn concrete_type_name(&self, _: &Self::Context, table: &Arc<TableInfo>) -> String {
+        <Self as GraphQLType<S>>::name(table)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
     fn resolve_field(
         &self,
         table: &Arc<TableInfo>,
@@ -215,6 +222,13 @@ impl GraphQLValue<S> for RowChange {
         <Self as GraphQLType<S>>::name(table)
     }
 
+    /// `__typename` (juniper asks every object, not only abstract types).
+    fn concrete_type_name(&self, _: &Self::Context, table: &Arc<TableInfo>) -> String {
+        <Self as GraphQLType<S>>::name(table)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
     fn resolve_field(
         &self,
         table: &Arc<TableInfo>,
@@ -258,6 +272,8 @@ pub struct Page {
     pub cursor: String,
     /// Pass as `after` for the next page; null when there is none.
     pub end_cursor: Option<String>,
+    /// Whether rows follow this page.
+    pub has_next_page: bool,
 }
 
 impl GraphQLType<S> for Page {
@@ -295,6 +311,13 @@ impl GraphQLValue<S> for Page {
         <Self as GraphQLType<S>>::name(table)
     }
 
+    /// `__typename` (juniper asks every object, not only abstract types).
+    fn concrete_type_name(&self, _: &Self::Context, table: &Arc<TableInfo>) -> String {
+        <Self as GraphQLType<S>>::name(table)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
     fn resolve_field(
         &self,
         table: &Arc<TableInfo>,
@@ -312,7 +335,7 @@ impl GraphQLValue<S> for Page {
                 .end_cursor
                 .clone()
                 .map_or_else(Value::null, Value::scalar)),
-            "hasNextPage" => Ok(Value::scalar(self.end_cursor.is_some())),
+            "hasNextPage" => Ok(Value::scalar(self.has_next_page)),
             other => Err(FieldError::from(format!("unknown field {other}"))),
         }
     }
