@@ -17,6 +17,7 @@ use super::access::{Selectable, selected_fields, unknown_column};
 use super::arguments::optional;
 use super::context::Context;
 use super::generated::input::{Input, InputShape};
+use super::generated::named_by_type_info;
 use super::generated::object::Page;
 use super::model::{SchemaInfo, TableInfo};
 use crate::db::rows::{self, RowQuery};
@@ -77,16 +78,7 @@ impl GraphQLValue<S> for Query {
     type Context = Context;
     type TypeInfo = Arc<SchemaInfo>;
 
-    fn type_name(&self, info: &Arc<SchemaInfo>) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(info)
-    }
-
-    /// `__typename` (juniper asks every object, not only abstract types).
-    fn concrete_type_name(&self, _: &Self::Context, info: &Arc<SchemaInfo>) -> String {
-        <Self as GraphQLType<S>>::name(info)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
+    named_by_type_info!();
 }
 
 impl GraphQLValueAsync<S> for Query {

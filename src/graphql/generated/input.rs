@@ -157,9 +157,7 @@ impl GraphQLValue<S> for Input {
     type Context = ();
     type TypeInfo = InputShape;
 
-    fn type_name(&self, shape: &InputShape) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(shape)
-    }
+    named_by_type_info!();
 }
 
 impl GraphQLValueAsync<S> for Input {}

@@ -39,9 +39,7 @@ impl GraphQLValue<S> for CustomScalar {
     type Context = ();
     type TypeInfo = ScalarKind;
 
-    fn type_name(&self, kind: &ScalarKind) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(kind)
-    }
+    named_by_type_info!();
 
     fn resolve(
         &self,
@@ -111,9 +109,7 @@ impl GraphQLValue<S> for Enum {
     type Context = ();
     type TypeInfo = Arc<EnumInfo>;
 
-    fn type_name(&self, info: &Arc<EnumInfo>) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(info)
-    }
+    named_by_type_info!();
 }
 
 impl GraphQLValueAsync<S> for Enum {}

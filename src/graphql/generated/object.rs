@@ -72,16 +72,7 @@ impl GraphQLValue<S> for Row {
     type Context = ();
     type TypeInfo = Arc<TableInfo>;
 
-    fn type_name(&self, table: &Arc<TableInfo>) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(table)
-    }
-
-    /// `__typename` (juniper asks every object, not only abstract types).
-    fn concrete_type_name(&self, _: &Self::Context, table: &Arc<TableInfo>) -> String {
-        <Self as GraphQLType<S>>::name(table)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
+    named_by_type_info!();
 
     fn resolve_field(
         &self,
@@ -218,16 +209,7 @@ impl GraphQLValue<S> for RowChange {
     type Context = ();
     type TypeInfo = Arc<TableInfo>;
 
-    fn type_name(&self, table: &Arc<TableInfo>) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(table)
-    }
-
-    /// `__typename` (juniper asks every object, not only abstract types).
-    fn concrete_type_name(&self, _: &Self::Context, table: &Arc<TableInfo>) -> String {
-        <Self as GraphQLType<S>>::name(table)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
+    named_by_type_info!();
 
     fn resolve_field(
         &self,
@@ -307,16 +289,7 @@ impl GraphQLValue<S> for Page {
     type Context = ();
     type TypeInfo = Arc<TableInfo>;
 
-    fn type_name(&self, table: &Arc<TableInfo>) -> Option<ArcStr> {
-        <Self as GraphQLType<S>>::name(table)
-    }
-
-    /// `__typename` (juniper asks every object, not only abstract types).
-    fn concrete_type_name(&self, _: &Self::Context, table: &Arc<TableInfo>) -> String {
-        <Self as GraphQLType<S>>::name(table)
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    }
+    named_by_type_info!();
 
     fn resolve_field(
         &self,
