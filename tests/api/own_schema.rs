@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     NodeClient, Protocol, Subscriber, TestApp, WAIT, app_url_for, connect, empty_database,
-    spawn_app_on, token_with,
+    run_script, spawn_app_on, token_with,
 };
 
 /// The application's schema: nothing here is pgherald's.
@@ -218,5 +218,67 @@ async fn the_applications_own_policies_decide_and_numbers_stay_exact_in_the_gene
             .unwrap()
             .contains("tenants"),
         "{response}"
+    );
+}
+
+#[tokio::test]
+async fn graphql_js_accepts_the_schema_generated_from_the_applications_tables() {
+    let app = adopting_app().await;
+    let operations = [
+        "subscription { notifications(where: {_or: [{priority: {eq: urgent}}, {seq: {gt: \"3000000000\"}}]}) { op row { id priority amount tags payload } } }",
+        "query { users(orderBy: [{email: DESC}], first: 5) { rows { id email } endCursor hasNextPage cursor } }",
+        "query { tenants { rows { slug } } }",
+    ];
+    let out = run_script(
+        "schema.mjs",
+        &[
+            ("URL", format!("{}/graphql", app.http_url)),
+            ("TOKEN", token_with("1", "app_user", 3600)),
+            ("OPERATIONS", json!(operations).to_string()),
+        ],
+        WAIT,
+    )
+    .await;
+    assert!(out["fatal"].is_null(), "graphql-js: {}", out["fatal"]);
+    assert_eq!(out["schemaErrors"], json!([]), "graphql-js: invalid schema");
+    let errors: Vec<usize> = out["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_array().unwrap().len())
+        .collect();
+    assert_eq!(errors[..2], [0, 0], "{}", out["operations"]);
+    assert!(
+        errors[2] > 0,
+        "the untracked tenants table is not in the schema"
+    );
+    let row = &out["types"]["Notifications"];
+    let types: Vec<(&str, &str)> = [
+        "id",
+        "user_id",
+        "priority",
+        "title",
+        "amount",
+        "seq",
+        "tags",
+        "payload",
+        "created_at",
+    ]
+    .into_iter()
+    .map(|f| (f, row[f]["type"].as_str().unwrap_or("missing")))
+    .collect();
+    assert_eq!(
+        types,
+        [
+            ("id", "BigInt!"),
+            ("user_id", "BigInt!"),
+            ("priority", "Priority!"),
+            ("title", "String!"),
+            ("amount", "BigFloat"),
+            ("seq", "BigInt"),
+            ("tags", "[String]"),
+            ("payload", "JSON"),
+            ("created_at", "DateTime!"),
+        ]
     );
 }
