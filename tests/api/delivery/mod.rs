@@ -1,7 +1,6 @@
 //! What `changes` and the typed `notifications` subscription deliver for
 //! rows written with plain SQL, over both WebSocket subprotocols
-//! (graphql-transport-ws and the legacy graphql-ws) (DESIGN.md section 2,
-//! "GraphQL"):
+//! (graphql-transport-ws and the legacy graphql-ws), as docs/api.md says:
 //!
 //! - [`images`]: the row images and operations of inserts, updates and
 //!   deletes, and every column of a new notification;

@@ -1,7 +1,8 @@
 //! Row-level security end to end, adversarially: several users, each on its
 //! own connection, and rows written with plain SQL as the owner. Every
 //! subscriber must receive exactly the versions of rows its RLS policies let
-//! it read (DESIGN.md section 2, "Demo SaaS schema" and "GraphQL"):
+//! it read (the demo schema's policies in examples/saas/, and the delivery
+//! rule in docs/api.md):
 //!
 //! - [`notifications`]: a notification only by its recipient;
 //! - [`documents`]: a document only by members of its tenant, through

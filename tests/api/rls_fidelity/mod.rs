@@ -1,4 +1,4 @@
-//! Fidelity of the authorizer's row-level-security replay (DESIGN.md §4).
+//! Fidelity of the authorizer's row-level-security replay (docs/architecture.md).
 //!
 //! For random data, `herald.authorize` — called the way production calls it:
 //! one call per table carrying every security context and every row image —
