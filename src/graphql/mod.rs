@@ -7,6 +7,7 @@ pub mod arguments;
 pub mod context;
 pub mod generated;
 pub mod json;
+pub mod limits;
 pub mod model;
 pub mod query;
 pub mod request;
