@@ -16,6 +16,7 @@ use crate::db::authorizer::PgAuthorizer;
 use crate::db::roles::{self, RoleGate};
 use crate::db::{self, catalog, pool};
 use crate::events::catchup;
+use crate::events::cursor::CursorCodec;
 use crate::events::feed::Feed;
 use crate::events::hub::Hub;
 use crate::events::listener::{self, ListenerConfig, ListenerStatus};
@@ -70,6 +71,8 @@ impl Application {
             .map_err(|e| StartError::Config(e.to_string()))?;
         roles::check_login_role(&pool).await?;
         let identity: Arc<str> = catchup::server_identity(&pool).await?.into();
+        let cursor_key = catchup::cursor_key(&pool).await?;
+        let cursors = Arc::new(CursorCodec::new(identity, cursor_key.as_bytes()));
         let mut listener_config = pool::connection_config(&config.database_url)
             .map_err(|e| StartError::Config(e.to_string()))?;
         listener_config.application_name("pgherald-listener");
@@ -95,7 +98,7 @@ impl Application {
         let state = Arc::new(AppState {
             pool: pool.clone(),
             hub: hub.clone(),
-            feed: Arc::new(Feed::new(hub.clone(), pool.clone(), identity)),
+            feed: Arc::new(Feed::new(hub.clone(), pool.clone(), cursors)),
             schema: SchemaHandle::new(graphql::build(catalog)),
             verifier,
             roles: RoleGate::default(),

@@ -66,7 +66,7 @@ impl From<DbError> for ApiError {
 impl From<FeedError> for ApiError {
     fn from(e: FeedError) -> Self {
         match e {
-            FeedError::InvalidCursor => ApiError::BadInput(e.to_string()),
+            FeedError::InvalidCursor(_) => ApiError::BadInput(e.to_string()),
             FeedError::Resync(_) => ApiError::ResyncRequired(e.to_string()),
             FeedError::Unavailable(what) => ApiError::Unavailable(what),
             FeedError::SlowConsumer(capacity) => ApiError::SlowConsumer(capacity),

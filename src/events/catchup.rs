@@ -40,6 +40,13 @@ pub enum CatchupError {
     Outbox(#[from] outbox::OutboxError),
 }
 
+/// The key this database's cursors are signed with.
+pub async fn cursor_key(pool: &Pool) -> Result<String, DbError> {
+    let client = pool.get().await?;
+    let row = client.query_one("select herald.cursor_key()", &[]).await?;
+    Ok(row.get(0))
+}
+
 /// This database's identity, for cursors.
 pub async fn server_identity(pool: &Pool) -> Result<String, DbError> {
     let client = pool.get().await?;
@@ -64,8 +71,10 @@ pub async fn check_resumable(
         .await
         .map_err(DbError::from)?;
     let pruned: Option<i64> = row.get(0);
+    // Both bounds: events after either may have been pruned.
+    let oldest = cursor.low.xmin().min(cursor.high.xmin());
     match pruned {
-        Some(xid) if xid as u64 >= cursor.low.xmin() => Err(CatchupError::Expired),
+        Some(xid) if xid as u64 >= oldest => Err(CatchupError::Expired),
         _ => Ok(()),
     }
 }

@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use futures::{Stream, StreamExt};
 
 use super::catchup::{self, CatchupError};
-use super::cursor::Cursor;
+use super::cursor::{Cursor, CursorCodec, CursorError};
 use super::delivery::{Delivery, Interest};
 use super::hub::{EndReason, Hub};
 use super::outbox::{self, OutboxError};
@@ -22,9 +22,9 @@ const CURSOR_WAIT: Duration = Duration::from_secs(10);
 /// Why a subscription could not start or had to end.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    /// The cursor text is not a cursor.
-    #[error("after: invalid cursor")]
-    InvalidCursor,
+    /// The cursor text is not a cursor of this database, or was altered.
+    #[error("after: {0}")]
+    InvalidCursor(CursorError),
     /// The cursor cannot be resumed from (another database, or expired).
     #[error(transparent)]
     Resync(CatchupError),
@@ -61,27 +61,23 @@ pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, FeedError>>
 pub struct Feed {
     hub: Arc<Hub>,
     pool: Pool,
-    identity: Arc<str>,
+    cursors: Arc<CursorCodec>,
 }
 
 impl Feed {
     /// A feed over `hub`, reading catch-up through `pool`.
-    pub fn new(hub: Arc<Hub>, pool: Pool, identity: Arc<str>) -> Feed {
-        Feed {
-            hub,
-            pool,
-            identity,
-        }
+    pub fn new(hub: Arc<Hub>, pool: Pool, cursors: Arc<CursorCodec>) -> Feed {
+        Feed { hub, pool, cursors }
     }
 
-    /// The database identity cursors carry.
-    pub fn identity(&self) -> &Arc<str> {
-        &self.identity
+    /// Signs and checks cursors.
+    pub fn cursors(&self) -> &Arc<CursorCodec> {
+        &self.cursors
     }
 
     /// A cursor at `snapshot`: everything visible in it counts as consumed.
     pub fn cursor_at(&self, snapshot: Snapshot) -> Cursor {
-        Cursor::at(self.identity.to_string(), snapshot)
+        self.cursors.at(snapshot)
     }
 
     /// A cursor meaning "now".
@@ -99,7 +95,10 @@ impl Feed {
 
     /// Parses a client's cursor text.
     pub fn parse_cursor(&self, text: &str) -> Result<Cursor, FeedError> {
-        Cursor::decode(text).map_err(|_| FeedError::InvalidCursor)
+        self.cursors.decode(text).map_err(|e| match e {
+            CursorError::Foreign => FeedError::Resync(CatchupError::ForeignCursor),
+            other => FeedError::InvalidCursor(other),
+        })
     }
 
     /// Joins the live stream for `interest`; with `after`, first replays
@@ -111,7 +110,7 @@ impl Feed {
         after: Option<Cursor>,
     ) -> Result<DeliveryStream, FeedError> {
         if let Some(cursor) = &after {
-            catchup::check_resumable(&self.pool, &self.identity, cursor).await?;
+            catchup::check_resumable(&self.pool, self.cursors.identity(), cursor).await?;
             tokio::time::timeout(CURSOR_WAIT, self.hub.wait_for(&cursor.high))
                 .await
                 .map_err(|_| FeedError::Unavailable("event listener is behind"))?;

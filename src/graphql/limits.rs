@@ -224,7 +224,9 @@ impl<'a> Walk<'a> {
             .iter()
             .map(|item| match item {
                 Selection::Field(_) => 1,
-                Selection::InlineFragment(inline) => self.root_fields(&inline.selection_set, spreads),
+                Selection::InlineFragment(inline) => {
+                    self.root_fields(&inline.selection_set, spreads)
+                }
                 Selection::FragmentSpread(spread) if spreads < MAX_SPREADS => self
                     .fragments
                     .get(spread.fragment_name)
@@ -283,12 +285,21 @@ mod tests {
     #[test]
     fn depth_fields_and_complexity_are_bounded() {
         let deep = format!("{{ {}x{} }}", "a { ".repeat(11), " }".repeat(11));
-        assert!(matches!(run(&deep), Err(LimitError::Depth { found: 12, .. })));
+        assert!(matches!(
+            run(&deep),
+            Err(LimitError::Depth { found: 12, .. })
+        ));
         let wide = format!(
             "{{ {} }}",
-            (0..501).map(|i| format!("f{i}: x")).collect::<Vec<_>>().join(" ")
+            (0..501)
+                .map(|i| format!("f{i}: x"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
-        assert!(matches!(run(&wide), Err(LimitError::Fields { found: 501, .. })));
+        assert!(matches!(
+            run(&wide),
+            Err(LimitError::Fields { found: 501, .. })
+        ));
         // 1000 rows × 1000 rows of 1 field each.
         let costly = "{ t(first: 1000) { rows(first: 1000) { id } } }";
         assert!(matches!(run(costly), Err(LimitError::Complexity { .. })));

@@ -138,7 +138,14 @@ mod tests {
         Context {
             caller: Arc::new(Caller::anonymous("anon")),
             pool: pool.clone(),
-            feed: Arc::new(Feed::new(hub, pool, "test".into())),
+            feed: Arc::new(Feed::new(
+                hub,
+                pool,
+                Arc::new(crate::events::cursor::CursorCodec::new(
+                    "test".into(),
+                    b"key",
+                )),
+            )),
         }
     }
 

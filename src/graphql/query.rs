@@ -97,7 +97,7 @@ impl GraphQLValueAsync<S> for Query {
                     .current_cursor()
                     .await
                     .map_err(|e| ApiError::from(e).into_field_error())?;
-                return executor.resolve_with_ctx(&(), &cursor.encode());
+                return executor.resolve_with_ctx(&(), &ctx.feed.cursors().encode(&cursor));
             }
             let Some(table) = info.table_by_field(field) else {
                 return Err(ApiError::BadInput(format!("unknown field {field}")).into_field_error());
@@ -155,7 +155,10 @@ async fn read_page(
     };
     Ok(Page {
         rows: rows.into_iter().map(|(row, _)| row).collect(),
-        cursor: ctx.feed.cursor_at(read.snapshot).encode(),
+        cursor: ctx
+            .feed
+            .cursors()
+            .encode(&ctx.feed.cursor_at(read.snapshot)),
         end_cursor,
         has_next_page: more,
     })

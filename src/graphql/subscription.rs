@@ -156,12 +156,12 @@ async fn generic_changes(
         caller: ctx.caller.clone(),
     };
     let after = parse_after(ctx, args)?;
-    let identity = ctx.feed.identity().clone();
+    let cursors = ctx.feed.cursors().clone();
     let deliveries = ctx.feed.subscribe(interest, after).await?;
     Ok(deliveries.map(move |d| {
         d.map(|delivery| Change {
             delivery,
-            identity: identity.clone(),
+            cursors: cursors.clone(),
         })
         .map_err(ApiError::from)
     }))
@@ -223,7 +223,7 @@ async fn typed_changes(
                 Ok(RowChange {
                     op: ChangeOp::Insert,
                     initial: true,
-                    cursor: ChangeCursor::At(cursor.clone()),
+                    cursor: ChangeCursor::At(cursor.clone(), ctx.feed.cursors().clone()),
                     committed_at: now,
                     row: Some(row),
                     old: None,
@@ -238,10 +238,10 @@ async fn typed_changes(
         filter,
         caller: ctx.caller.clone(),
     };
-    let identity = ctx.feed.identity().clone();
+    let cursors = ctx.feed.cursors().clone();
     let deliveries: DeliveryStream = ctx.feed.subscribe(interest, after).await?;
     let changes = deliveries.map(move |d| {
-        d.map(|delivery| RowChange::from_delivery(delivery, identity.clone()))
+        d.map(|delivery| RowChange::from_delivery(delivery, cursors.clone()))
             .map_err(ApiError::from)
     });
     Ok(futures::stream::iter(first).chain(changes))

@@ -8,6 +8,7 @@ use juniper::{GraphQLEnum, graphql_object};
 use super::json::Json;
 use super::scalar::Scalar;
 use crate::events::Op;
+use crate::events::cursor::CursorCodec;
 use crate::events::delivery::Delivery;
 
 /// The database operation behind a change.
@@ -48,14 +49,15 @@ impl From<Op> for ChangeOp {
 /// A committed change of a tracked table, as the caller may see it.
 pub struct Change {
     pub(crate) delivery: Delivery,
-    pub(crate) identity: Arc<str>,
+    pub(crate) cursors: Arc<CursorCodec>,
 }
 
 #[graphql_object(scalar = Scalar)]
 impl Change {
     /// Resume point just after this change (pass as `after`).
     fn cursor(&self) -> String {
-        self.delivery.cursor(&self.identity).encode()
+        self.cursors
+            .encode(&self.delivery.cursor(self.cursors.identity()))
     }
 
     /// The database operation.

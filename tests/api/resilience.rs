@@ -203,6 +203,41 @@ async fn a_cursor_older_than_retention_or_from_another_database_is_refused_with_
     assert!(msg.to_string().contains("invalid cursor"), "{msg}");
 }
 
+#[tokio::test]
+async fn an_edited_cursor_is_refused_instead_of_replaying_what_it_names() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+    let token = app.token(&alice);
+    insert_notifications(&app, &tenant, &alice, ["history".to_owned()]).await;
+    let state = app.graphql(&token, "{ cursor }", json!({})).await;
+    let cursor = state["data"]["cursor"].as_str().unwrap().to_owned();
+
+    // Moving either bound back (to replay the whole outbox), or the position
+    // inside the batch, breaks the signature.
+    let wire: Value = serde_json::from_slice(&base64_decode(&cursor)).unwrap();
+    for (field, value) in [
+        ("lo", json!("1:1:")),
+        ("hi", json!("1:1:")),
+        ("id", json!(-1)),
+    ] {
+        let mut edited = wire.clone();
+        edited[field] = value;
+        let edited = base64_encode(&serde_json::to_vec(&edited).unwrap());
+        let mut ws = subscribe(&app.ws_url, &token, Some(&edited)).await;
+        let msg = ws.next_json().await;
+        assert!(msg.to_string().contains("altered"), "{field}: {msg}");
+        assert!(msg.to_string().contains("BAD_USER_INPUT"), "{field}: {msg}");
+    }
+    // Unsigned, as cursors were before they were signed.
+    let mut unsigned = wire.clone();
+    unsigned.as_object_mut().unwrap().remove("sig");
+    let unsigned = base64_encode(&serde_json::to_vec(&unsigned).unwrap());
+    let mut ws = subscribe(&app.ws_url, &token, Some(&unsigned)).await;
+    let msg = ws.next_json().await;
+    assert!(msg.to_string().contains("invalid cursor"), "{msg}");
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD

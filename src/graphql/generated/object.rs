@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::leaf::value_type;
 use crate::db::jsonb::exact_number;
-use crate::events::cursor::Cursor;
+use crate::events::cursor::{Cursor, CursorCodec};
 use crate::events::delivery::Delivery;
 use crate::graphql::json::to_graphql;
 use crate::graphql::model::{Base, ColumnInfo, ScalarKind, TableInfo};
@@ -135,9 +135,9 @@ fn leaf(base: &Base, value: &Json) -> Value<S> {
 /// Where a change's cursor comes from.
 pub enum ChangeCursor {
     /// Just after this delivery.
-    After(Box<Delivery>, Arc<str>),
+    After(Box<Delivery>, Arc<CursorCodec>),
     /// A fixed cursor (the snapshot an initial read was taken in).
-    At(Arc<Cursor>),
+    At(Arc<Cursor>, Arc<CursorCodec>),
 }
 
 /// One change of a tracked table, or one row of an `initial` read.
@@ -158,14 +158,14 @@ pub struct RowChange {
 
 impl RowChange {
     /// A live or caught-up delivery.
-    pub fn from_delivery(delivery: Delivery, identity: Arc<str>) -> RowChange {
+    pub fn from_delivery(delivery: Delivery, cursors: Arc<CursorCodec>) -> RowChange {
         RowChange {
             op: delivery.event.op.into(),
             initial: false,
             committed_at: delivery.event.committed_at,
             row: delivery.row.clone(),
             old: delivery.old.clone(),
-            cursor: ChangeCursor::After(Box::new(delivery), identity),
+            cursor: ChangeCursor::After(Box::new(delivery), cursors),
         }
     }
 }
@@ -222,8 +222,8 @@ impl GraphQLValue<S> for RowChange {
             "op" => executor.resolve_with_ctx(&(), &self.op),
             "initial" => Ok(Value::scalar(self.initial)),
             "cursor" => Ok(Value::scalar(match &self.cursor {
-                ChangeCursor::After(d, identity) => d.cursor(identity).encode(),
-                ChangeCursor::At(c) => c.encode(),
+                ChangeCursor::After(d, cursors) => cursors.encode(&d.cursor(cursors.identity())),
+                ChangeCursor::At(c, cursors) => cursors.encode(c),
             })),
             "committedAt" => executor.resolve_with_ctx(&(), &self.committed_at),
             "row" => resolve_row(table, self.row.as_ref(), executor),
