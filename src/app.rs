@@ -69,6 +69,8 @@ impl Application {
         };
         let pool = pool::build(&config.database_url, config.pool_size)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let internal_pool = pool::build(&config.database_url, INTERNAL_POOL_SIZE)
+            .map_err(|e| StartError::Config(e.to_string()))?;
         roles::check_login_role(&pool).await?;
         let identity: Arc<str> = catchup::server_identity(&pool).await?.into();
         let cursor_key = catchup::cursor_key(&pool).await?;
@@ -91,12 +93,14 @@ impl Application {
         let catalog = catalog::load(&pool).await?;
         let shutdown = CancellationToken::new();
         let hub = Hub::new(
-            Arc::new(PgAuthorizer::new(pool.clone())),
+            Arc::new(PgAuthorizer::new(internal_pool.clone())),
             config.limits.subscription_queue,
         );
         let status = Arc::new(ListenerStatus::default());
         let state = Arc::new(AppState {
             pool: pool.clone(),
+            internal_pool: internal_pool.clone(),
+            query_timeout: config.query_timeout,
             hub: hub.clone(),
             feed: Arc::new(Feed::new(hub.clone(), pool.clone(), cursors)),
             schema: SchemaHandle::new(graphql::build(catalog)),
@@ -119,7 +123,7 @@ impl Application {
         ));
         tasks.spawn(reload_schema(state.clone(), status, shutdown.clone()));
         tasks.spawn(prune_periodically(
-            pool,
+            internal_pool,
             config.retention,
             config.prune_interval,
             shutdown.clone(),
@@ -158,6 +162,10 @@ impl Application {
     }
 }
 
+/// Connections of the internal pool: the authorizer runs one call per page
+/// at a time; catalog reloads, pruning and readiness checks are rare.
+const INTERNAL_POOL_SIZE: usize = 4;
+
 /// How often the catalog is compared even without a notification (DDL on a
 /// tracked table notifies only where the migrating role could create the
 /// event trigger).
@@ -176,7 +184,7 @@ async fn reload_schema(
             _ = status.catalog.notified() => {}
             _ = poll.tick() => {}
         }
-        match catalog::load(&state.pool).await {
+        match catalog::load(&state.internal_pool).await {
             Ok(catalog) if catalog == state.schema.catalog() => {}
             Ok(catalog) => {
                 let gone: Vec<u32> = state

@@ -56,6 +56,8 @@ pub struct Config {
     pub anon_role: Option<String>,
     /// Query pool size.
     pub pool_size: usize,
+    /// Longest a statement of a caller's query may run.
+    pub query_timeout: Duration,
     /// Outbox retention; older events are pruned.
     pub retention: Duration,
     /// How often to prune.
@@ -73,6 +75,7 @@ impl Config {
             jwt,
             anon_role: None,
             pool_size: 16,
+            query_timeout: Duration::from_secs(10),
             retention: Duration::from_secs(24 * 3600),
             prune_interval: Duration::from_secs(300),
             limits: Limits::default(),

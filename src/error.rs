@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The subscription's table was dropped or untracked.
     #[error("subscription ended: the table was dropped or is no longer tracked")]
     TableGone,
+    /// The read ran longer than the configured query timeout.
+    #[error("the query ran longer than the server allows (HERALD_QUERY_TIMEOUT)")]
+    Timeout,
     /// The service cannot answer right now.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::ResyncRequired(_) => "RESYNC_REQUIRED",
             ApiError::SlowConsumer(_) => "SLOW_CONSUMER",
             ApiError::TableGone => "TABLE_GONE",
+            ApiError::Timeout => "TIMEOUT",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
         }
@@ -52,6 +56,8 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e.sqlstate() {
             Some("42501") => ApiError::Forbidden,
+            // query_canceled: the statement timeout a caller's read runs under.
+            Some("57014") => ApiError::Timeout,
             Some(s) if s.starts_with("22") || s.starts_with("23") => {
                 ApiError::BadInput("invalid value".into())
             }

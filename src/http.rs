@@ -152,7 +152,8 @@ fn error_reply(status: StatusCode, message: &str, code: &str) -> Response {
 }
 
 async fn readyz(state: Arc<AppState>) -> Response {
-    let db_ok = match state.pool.get().await {
+    // The internal pool: a flood of client queries does not make the instance unready.
+    let db_ok = match state.internal_pool.get().await {
         Ok(client) => client.simple_query("select 1").await.is_ok(),
         Err(_) => false,
     };

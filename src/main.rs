@@ -64,6 +64,9 @@ enum Command {
         /// How long events are kept for resuming clients.
         #[arg(long, env = "HERALD_RETENTION", default_value = "24h", value_parser = parse_duration)]
         retention: Duration,
+        /// Longest any statement of a client's query (or `initial` read) may run.
+        #[arg(long, env = "HERALD_QUERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+        query_timeout: Duration,
     },
     /// Create roles and apply pgherald's migrations (and, with --demo, the demo schema).
     Migrate {
@@ -154,12 +157,14 @@ async fn run() -> anyhow::Result<()> {
             anon_role,
             pool_size,
             retention,
+            query_timeout,
         } => {
             let mut config = Config::new(database_url, key.key()?);
             config.listen = listen;
             config.anon_role = anon_role;
             config.pool_size = pool_size;
             config.retention = retention;
+            config.query_timeout = query_timeout;
             let app = Application::build(config).await?;
             app.run_until(shutdown_signal()).await;
         }

@@ -17,8 +17,15 @@ use crate::graphql::{Context, SchemaHandle};
 
 /// State shared by every request and connection.
 pub struct AppState {
-    /// Query pool (runs as the login role; callers' identity is set per transaction).
+    /// Query pool for callers' reads (runs as the login role; callers'
+    /// identity is set per transaction).
     pub pool: Pool,
+    /// A small pool of its own for the work every subscriber depends on
+    /// (authorizing batches, catalog reloads, pruning, readiness), so that a
+    /// flood of client queries cannot starve it.
+    pub internal_pool: Pool,
+    /// Longest a statement of a caller's read may run.
+    pub query_timeout: std::time::Duration,
     /// Routes events to subscriptions.
     pub hub: Arc<Hub>,
     /// Where subscriptions join the event stream.
@@ -65,6 +72,7 @@ impl AppState {
             caller: Arc::new(caller),
             pool: self.pool.clone(),
             feed: self.feed.clone(),
+            query_timeout: self.query_timeout,
         }
     }
 }

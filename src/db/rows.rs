@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use serde_json::Value;
-use tokio_postgres::IsolationLevel;
+
+use std::time::Duration;
 
 use super::DbError;
 use super::jsonb::{ExactJson, Jsonb};
+use super::session;
 use crate::auth::Caller;
 use crate::events::outbox;
 use crate::events::snapshot::Snapshot;
@@ -27,6 +29,8 @@ pub struct RowQuery<'a> {
     pub limit: i32,
     /// Sort key of the last row already read.
     pub after: Option<&'a Value>,
+    /// Longest any statement may run.
+    pub timeout: Duration,
 }
 
 /// Rows read, each with its sort key, and the snapshot they were read in.
@@ -44,19 +48,9 @@ pub async fn read_as(
     query: RowQuery<'_>,
 ) -> Result<RowsRead, DbError> {
     let mut client = pool.get().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    tx.execute(
-        "select herald.set_context($1, $2)",
-        &[&caller.role, caller.claims.as_ref()],
-    )
-    .await?;
+    let tx = session::read_as(&mut client, caller, query.timeout).await?;
     // Repeatable read: this snapshot is the one every statement below sees.
-    let snapshot = outbox::current_snapshot(&*tx).await.map_err(|e| match e {
+    let snapshot = outbox::current_snapshot(&tx).await.map_err(|e| match e {
         outbox::OutboxError::Db(e) => DbError::from(e),
         outbox::OutboxError::Data(d) => DbError::Data(d),
     })?;

@@ -1,40 +1,36 @@
 //! The one place a connection takes on a caller's identity: inside a
 //! transaction, with role and claims set transaction-locally (never
-//! session-wide, which would leak to the pool's next user).
+//! session-wide, which would leak to the pool's next user), and a statement
+//! timeout, so that one caller's expensive read cannot hold a connection for long.
 
-use deadpool_postgres::Pool;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, Transaction};
+use std::time::Duration;
+
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::auth::Caller;
 
 use super::DbError;
 
-/// Begins a transaction running as `caller`: its role, its claims in
-/// `request.jwt.claims`, so that row-level security applies.
-pub async fn begin_as<'a>(
+/// Begins a read-only, repeatable-read transaction running as `caller`: its
+/// role, its claims in `request.jwt.claims` (row-level security applies),
+/// and every statement limited to `timeout`. Every statement sees the
+/// transaction's one snapshot.
+pub async fn read_as<'a>(
     client: &'a mut Client,
     caller: &Caller,
+    timeout: Duration,
 ) -> Result<Transaction<'a>, DbError> {
-    let tx = client.transaction().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     tx.execute(
-        "select herald.set_context($1, $2)",
-        &[&caller.role, caller.claims.as_ref()],
+        "select herald.set_context($1, $2), set_config('statement_timeout', $3::bigint::text, true)",
+        &[&caller.role, caller.claims.as_ref(), &timeout_ms],
     )
     .await?;
     Ok(tx)
-}
-
-/// Runs one statement as `caller` in its own transaction and returns its rows.
-pub async fn query_as(
-    pool: &Pool,
-    caller: &Caller,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<Vec<Row>, DbError> {
-    let mut client = pool.get().await?;
-    let tx = begin_as(&mut client, caller).await?;
-    let rows = tx.query(sql, params).await?;
-    tx.commit().await?;
-    Ok(rows)
 }

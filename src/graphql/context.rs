@@ -2,6 +2,7 @@
 //! resolvers use (the query pool and the event feed).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
@@ -17,6 +18,8 @@ pub struct Context {
     pub pool: Pool,
     /// Where subscriptions join the event stream.
     pub feed: Arc<Feed>,
+    /// Longest a statement of a caller's read may run.
+    pub query_timeout: Duration,
 }
 
 impl juniper::Context for Context {}

@@ -146,6 +146,7 @@ mod tests {
                     b"key",
                 )),
             )),
+            query_timeout: std::time::Duration::from_secs(1),
         }
     }
 

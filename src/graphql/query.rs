@@ -141,6 +141,7 @@ async fn read_page(
             order_by: &order_by,
             limit: first + 1,
             after: after.as_ref(),
+            timeout: ctx.query_timeout,
         },
     )
     .await?;

@@ -206,6 +206,7 @@ async fn typed_changes(
                 order_by: &serde_json::Value::Array(Vec::new()),
                 limit: MAX_INITIAL_ROWS + 1,
                 after: None,
+                timeout: ctx.query_timeout,
             },
         )
         .await?;

@@ -4,6 +4,7 @@
 mod capture;
 mod clients;
 mod config;
+mod cost;
 mod delivery;
 mod filter;
 mod helpers;

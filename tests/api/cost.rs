@@ -1,0 +1,148 @@
+//! What one client's expensive requests may cost everyone else: the work all
+//! subscribers depend on (authorizing batches, readiness) has its own pool,
+//! so a flood of slow queries leaves delivery and `/readyz` unaffected.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Protocol, Subscriber, TestApp, WAIT, spawn_app_with};
+
+/// Waits (bounded) until the instance's schema has the query field `field`.
+async fn wait_for_field(app: &TestApp, table: &str) {
+    let mut changes = app.app.state().schema.changes();
+    let deadline = tokio::time::sleep(WAIT);
+    tokio::pin!(deadline);
+    while app.app.state().schema.catalog().resolve(table).is_err() {
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = &mut deadline => panic!("timed out waiting for {table} in the schema"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_slow_queries_leaves_readyz_ready_and_delivery_prompt() {
+    let app = spawn_app_with(|c| {
+        c.pool_size = 2;
+        c.query_timeout = Duration::from_secs(30);
+    })
+    .await;
+    // Reading slow_items waits for a gate the test holds closed: queries on
+    // it hold their connection for as long as the test wants.
+    app.sql(
+        "create table public.slow_items (id int primary key);
+         insert into public.slow_items select generate_series(1, 10);
+         create function public.gate() returns boolean language plpgsql as $$
+           begin perform pg_advisory_xact_lock_shared(4242); return true; end $$;
+         alter table public.slow_items enable row level security;
+         create policy slow on public.slow_items for select using (public.gate());
+         grant select on public.slow_items to app_user;
+         grant execute on function public.gate() to app_user;
+         select herald.track('public.slow_items');
+         select pg_advisory_lock(4242)",
+    )
+    .await;
+    wait_for_field(&app, "slow_items").await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+    let mut sub = Subscriber::connect(&app, &alice, "alice", Protocol::Transport).await;
+    sub.start(
+        "n",
+        "subscription { notifications(ops: [INSERT]) { row { title } } }",
+        json!({}),
+    )
+    .await;
+    app.wait_for_subscriptions(1).await;
+
+    // Twelve queries on a client pool of two: two hold its connections at the
+    // gate, the rest queue for them.
+    let token = app.token(&alice);
+    let flood: Vec<_> = (0..12)
+        .map(|_| {
+            let url = format!("{}/graphql", app.http_url);
+            let token = token.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"query": "{ slowItems { rows { id } } }"}))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    // Wait (bounded, in the database) until both client connections are held.
+    app.sql(
+        "do $$ begin
+           for i in 1..1000 loop
+             exit when (select count(*) from pg_locks
+                         where locktype = 'advisory' and objid = 4242 and not granted) >= 2;
+             perform pg_sleep(0.01);
+           end loop;
+           if (select count(*) from pg_locks
+                where locktype = 'advisory' and objid = 4242 and not granted) < 2 then
+             raise exception 'the flood did not take the client pool';
+           end if;
+         end $$",
+    )
+    .await;
+
+    let started = Instant::now();
+    let ready = reqwest::get(format!("{}/readyz", app.http_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "readyz took {:?}",
+        started.elapsed()
+    );
+
+    let written = Instant::now();
+    app.notify(&tenant, &alice, "info", "during the flood")
+        .await;
+    let event = tokio::time::timeout(Duration::from_secs(3), sub.next_event("n"))
+        .await
+        .expect("delivered within 3 s while client queries queue");
+    assert_eq!(event["row"]["title"], "during the flood");
+    assert!(written.elapsed() < Duration::from_secs(3));
+
+    app.sql("select pg_advisory_unlock(4242)").await;
+    for request in flood {
+        request.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_query_longer_than_the_query_timeout_is_cancelled_with_a_clear_error() {
+    let app = spawn_app_with(|c| c.query_timeout = Duration::from_millis(300)).await;
+    app.sql(
+        "create table public.slow_items (id int primary key);
+         insert into public.slow_items values (1);
+         alter table public.slow_items enable row level security;
+         create policy slow on public.slow_items for select using (pg_sleep(5) is not null);
+         grant select on public.slow_items to app_user;
+         select herald.track('public.slow_items')",
+    )
+    .await;
+    wait_for_field(&app, "slow_items").await;
+    let user = app.user("u@x.test", &[]).await;
+    let started = Instant::now();
+    let response = app
+        .graphql(
+            &app.token(&user),
+            "{ slowItems { rows { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        response["errors"][0]["extensions"]["code"], "TIMEOUT",
+        "{response}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
