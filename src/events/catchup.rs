@@ -71,10 +71,12 @@ pub async fn check_resumable(
         .await
         .map_err(DbError::from)?;
     let pruned: Option<i64> = row.get(0);
-    // Both bounds: events after either may have been pruned.
-    let oldest = cursor.low.xmin().min(cursor.high.xmin());
+    // Expired when the newest pruned transaction is not consumed by the
+    // cursor (`high` covers `low`, checked when it was decoded). Visibility,
+    // not `xmin`: a snapshot's `xmin` is held back by any transaction running
+    // anywhere in the cluster, which would refuse cursors younger than the prune.
     match pruned {
-        Some(xid) if xid as u64 >= oldest => Err(CatchupError::Expired),
+        Some(xid) if !cursor.low.sees(xid as u64) => Err(CatchupError::Expired),
         _ => Ok(()),
     }
 }

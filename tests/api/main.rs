@@ -7,6 +7,7 @@ mod config;
 mod cost;
 mod delivery;
 mod filter;
+mod guarantees;
 mod helpers;
 mod http;
 mod migrate;
