@@ -4,6 +4,7 @@
 use juniper::{FieldError, IntoFieldError, ScalarValue, graphql_value};
 
 use crate::db::DbError;
+use crate::db::authorizer::ContextFailure;
 use crate::events::catchup::CatchupError;
 use crate::events::feed::FeedError;
 
@@ -25,6 +26,10 @@ pub enum ApiError {
     /// The subscription's table was dropped or untracked.
     #[error("subscription ended: the table was dropped or is no longer tracked")]
     TableGone,
+    /// The subscriber's security context (role and claims) could not be
+    /// evaluated; it got an exact prefix of its changes.
+    #[error("{}", context_failed_message(*.0))]
+    ContextFailed(ContextFailure),
     /// The service cannot answer right now.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -42,8 +47,23 @@ impl ApiError {
             ApiError::ResyncRequired(_) => "RESYNC_REQUIRED",
             ApiError::SlowConsumer(_) => "SLOW_CONSUMER",
             ApiError::TableGone => "TABLE_GONE",
+            ApiError::ContextFailed(_) => "CONTEXT_FAILED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
+        }
+    }
+}
+
+fn context_failed_message(failure: ContextFailure) -> &'static str {
+    match failure {
+        ContextFailure::Role => {
+            "subscription ended: the token's role can no longer be assumed (dropped, renamed or no longer granted)"
+        }
+        ContextFailure::Claims => {
+            "subscription ended: the token's claims cannot be passed to the database (they contain a NUL character)"
+        }
+        ContextFailure::Policy => {
+            "subscription ended: the row-level security policies could not be evaluated for this caller (they failed outside any one row, or timed out)"
         }
     }
 }
@@ -71,6 +91,7 @@ impl From<FeedError> for ApiError {
             FeedError::Unavailable(what) => ApiError::Unavailable(what),
             FeedError::SlowConsumer(capacity) => ApiError::SlowConsumer(capacity),
             FeedError::TableGone => ApiError::TableGone,
+            FeedError::ContextFailed(failure) => ApiError::ContextFailed(failure),
             FeedError::Catchup(CatchupError::Db(e)) => e.into(),
             FeedError::Catchup(other) => {
                 tracing::error!(error = %other, "catch-up read failed");

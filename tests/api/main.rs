@@ -7,6 +7,7 @@ mod config;
 mod delivery;
 mod filter;
 mod helpers;
+mod hostile;
 mod http;
 mod migrate;
 mod own_schema;
