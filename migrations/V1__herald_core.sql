@@ -29,6 +29,28 @@ create table herald.events (
 create index events_xid on herald.events (xid);
 create index events_committed_at on herald.events (committed_at);
 
+-- The only way to read the outbox: it holds every tenant's rows, so no role
+-- but its owner may select from it. The listener and cursor catch-up read
+-- through this function (granted to the login role only): the events
+-- committed after snapshot `low` and visible in snapshot `high`, with an id
+-- above `after_id`, in id order, at most `lim`. The xid range lets the index
+-- on xid bound the scan; the visibility tests pick exactly the transactions
+-- between the two snapshots (see src/events/listener.rs).
+create function herald.read_events(low text, high text, after_id bigint, lim bigint)
+returns table (id bigint, xid bigint, relid oid, table_name text, op text,
+               new_row jsonb, old_row jsonb, committed_at timestamptz)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select e.id, e.xid::text::bigint, e.relid, e.table_name, e.op, e.new_row, e.old_row, e.committed_at
+    from herald.events e
+   where e.xid >= pg_catalog.pg_snapshot_xmin(low::pg_catalog.pg_snapshot)
+     and e.xid < pg_catalog.pg_snapshot_xmax(high::pg_catalog.pg_snapshot)
+     and pg_catalog.pg_visible_in_snapshot(e.xid, high::pg_catalog.pg_snapshot)
+     and not pg_catalog.pg_visible_in_snapshot(e.xid, low::pg_catalog.pg_snapshot)
+     and e.id > after_id
+   order by e.id
+   limit greatest(lim, 0)
+$$;
+
 -- Singleton: the newest transaction id whose events were pruned. A cursor
 -- older than that may have missed events and must resync.
 create table herald.retention (
@@ -47,7 +69,7 @@ create table herald.meta (
 insert into herald.meta default values;
 
 create function herald.server_identity() returns text
-language plpgsql stable security definer set search_path = pg_catalog as $$
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
   ident text;
 begin
@@ -69,7 +91,7 @@ $$;
 -- partitioned table, the parent's: changes of every partition are reported
 -- under it), then its primary key columns.
 create function herald.capture() returns trigger
-language plpgsql security definer set search_path = pg_catalog as $$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   img_new jsonb;
   img_old jsonb;
@@ -95,7 +117,7 @@ $$;
 
 -- Statement trigger: a TRUNCATE is one event with no row images.
 create function herald.capture_truncate() returns trigger
-language plpgsql security definer set search_path = pg_catalog as $$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   insert into herald.events (relid, table_name, op, pk)
   values (tg_argv[0]::oid, tg_argv[0]::oid::regclass::text, 'TRUNCATE', '{}');
@@ -105,7 +127,7 @@ end
 $$;
 
 create function herald.track(tbl regclass) returns void
-language plpgsql as $$
+language plpgsql set search_path = pg_catalog, pg_temp as $$
 declare
   pk   name[];
   nsp  name;
@@ -154,7 +176,7 @@ end
 $$;
 
 create function herald.untrack(tbl regclass) returns void
-language plpgsql as $$
+language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   execute format('drop trigger if exists herald_capture on %s', tbl);
   execute format('drop trigger if exists herald_truncate on %s', tbl);
@@ -165,7 +187,7 @@ $$;
 -- Deletes events older than `keep`; returns how many. Records the newest
 -- pruned xid so stale cursors are refused instead of silently skipping.
 create function herald.prune(keep interval) returns bigint
-language plpgsql security definer set search_path = pg_catalog as $$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   n      bigint;
   newest xid8;
@@ -189,7 +211,7 @@ $$;
 -- restrictive ones ANDed, no applicable policy = deny. 'true' where RLS does
 -- not apply (RLS off, superuser, BYPASSRLS, owner without FORCE).
 create function herald.visibility_predicate(rel oid, role name) returns text
-language sql stable set search_path = pg_catalog as $$
+language sql stable set search_path = pg_catalog, pg_temp as $$
   with pol as (
     select p.polpermissive as permissive,
            '(' || pg_get_expr(p.polqual, p.polrelid) || ')' as qual
@@ -214,7 +236,7 @@ $$;
 
 -- Columns of `rel` that `role` may select.
 create function herald.selectable_columns(rel oid, role name) returns text[]
-language sql stable set search_path = pg_catalog as $$
+language sql stable set search_path = pg_catalog, pg_temp as $$
   select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
     from pg_attribute a
    where a.attrelid = rel and a.attnum > 0 and not a.attisdropped
@@ -223,85 +245,159 @@ $$;
 
 -- The authorizer: for each security context (role + JWT claims) and the row
 -- images checked under it, whether that context may see each image, plus the
--- columns it may select per table. One call per event batch. Role and claims
--- are switched only transaction-locally; call it inside a transaction.
---   contexts: [{"role": "...", "claims": {...}}, ...]
---   check i: may contexts[ctx[i]] see images[img[i]] (1-based), a row of table rel[i]?
+-- columns it may select per table. One call per page of events. Role and
+-- claims are switched only transaction-locally; call it inside a transaction.
+--   roles[c], claims[c]: context c (1-based; ctx holds 0-based indexes), the
+--     claims as JSON text, so that claims jsonb cannot hold fail their context
+--     alone instead of the whole call
+--   check i: may context ctx[i] see images[img[i]] (1-based), a row of table rel[i]?
 -- Each image is sent once and referenced by index (one event's row is checked
 -- under many contexts). Checks are grouped once per (context, table), and
 -- each role's predicate and columns computed once per table per call.
--- Returns (chk, visible) rows for checks and (context, relid, columns) rows per table.
-create function herald.authorize(contexts jsonb, ctx int[], rel oid[], img int[], images jsonb[])
-returns table (chk int, visible boolean, context int, relid oid, columns text[])
-language plpgsql volatile set search_path = pg_catalog as $$
+--
+-- Failures stay with their context: each (context, table) is evaluated in its
+-- own subtransaction, which is always rolled back at its end (the results
+-- survive in variables), so nothing a context's policies set leaks into the
+-- next. A context whose claims do not convert, whose role cannot be assumed
+-- (dropped, renamed, no longer granted to the login role), or whose columns
+-- and predicate cannot be computed, is reported as failed ('failed' row,
+-- `failure` = 'claims', 'role' or 'policy') and its other rows are to be
+-- ignored. A policy that raises an error hides the row it raised on, as the
+-- error would in a live SELECT, and no other: when the query over all of a
+-- (context, table)'s images fails, each image is evaluated alone (bounded by
+-- the page: at most two images per event), and those that raise are reported
+-- as 'hidden'. A cancelled query (statement_timeout, pg_cancel_backend) is not
+-- caught: the whole call fails, and the caller retries context by context.
+-- Rows: kind 'verdict' (chk, visible), 'hidden' (chk; visible is false),
+-- 'columns' (context, relid, columns), 'failed' (context, failure, detail).
+create function herald.authorize(roles text[], claims text[], ctx int[], rel oid[], img int[], images jsonb[])
+returns table (kind text, chk int, visible boolean, context int, relid oid, columns text[],
+               failure text, detail text)
+language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
 declare
   t       record;
+  r       record;
   role    text;
+  cl      text;
   key     text;
   pred    text;
   cols    text[];
   preds   jsonb := '{}';
   colsets jsonb := '{}';
+  failed  int[] := '{}';
+  stage   text;
+  ids     int[];
+  vis     boolean[];
+  hid     boolean[];
+  v       boolean;
+  errs    int;
+  err     text;
 begin
   for t in
     select u.cx, u.r as relid,
            format('%I.%I', n.nspname, cl.relname) as qualified, cl.relname::text as alias,
            array_agg(u.i::int order by u.i) as idxs, array_agg(u.im order by u.i) as ims
       from unnest(ctx, rel, img) with ordinality u(cx, r, im, i)
-      join pg_class cl on cl.oid = u.r
-      join pg_namespace n on n.oid = cl.relnamespace
+      join pg_catalog.pg_class cl on cl.oid = u.r
+      join pg_catalog.pg_namespace n on n.oid = cl.relnamespace
      group by u.cx, u.r, n.nspname, cl.relname
      order by u.cx, u.r
   loop
-    role := contexts -> t.cx ->> 'role';
-    perform set_config('role', 'none', true);
-    key := role || '/' || t.relid;
-    if not preds ? key then
-      cols := herald.selectable_columns(t.relid, role);
-      pred := case when cardinality(cols) = 0 then 'false'
-                   else coalesce(herald.visibility_predicate(t.relid, role), 'false') end;
-      preds := preds || jsonb_build_object(key, pred);
-      colsets := colsets || jsonb_build_object(key, to_jsonb(cols));
-    end if;
-    pred := preds ->> key;
-    cols := array(select jsonb_array_elements_text(colsets -> key));
-    return query select null::int, null::boolean, t.cx, t.relid, cols;
-    perform set_config('role', role, true);
-    perform set_config('request.jwt.claims', coalesce(contexts -> t.cx -> 'claims', '{}')::text, true);
+    continue when t.cx = any(failed);
+    stage := null;
     begin
-      return query execute format(
-        'select herald__u.herald__i, coalesce((%s), false), null::int, null::oid, null::text[] '
-        'from unnest($1::int[], $2::int[]) as herald__u(herald__i, herald__im) '
-        'join unnest($3::jsonb[]) with ordinality as herald__x(herald__img, herald__n) '
-        '  on herald__x.herald__n = herald__u.herald__im '
-        'cross join lateral jsonb_populate_record(null::%s, herald__x.herald__img) as %I',
-        pred, t.qualified, t.alias)
-        using t.idxs, t.ims, images;
-    exception when others then
-      -- A policy that errors for this context (say, a claim that does not
-      -- cast) hides the rows, as the error would in a real SELECT.
-      raise warning 'herald.authorize: policy of % failed for role %: %', t.qualified, role, sqlerrm;
-      return query select i, false, null::int, null::oid, null::text[] from unnest(t.idxs) i;
+      stage := 'claims';
+      cl := coalesce(claims[t.cx + 1], '{}')::jsonb::text;
+      stage := 'role';
+      role := roles[t.cx + 1];
+      if role is null then
+        raise exception 'no role for context %', t.cx;
+      end if;
+      -- Can the login role still become it? (Dropped, renamed or revoked
+      -- roles fail here, before anything is computed for them.)
+      perform pg_catalog.set_config('role', role, true);
+      perform pg_catalog.set_config('role', 'none', true);
+      stage := 'policy';
+      key := role || '/' || t.relid;
+      if not preds ? key then
+        cols := herald.selectable_columns(t.relid, role);
+        pred := case when cardinality(cols) = 0 then 'false'
+                     else coalesce(herald.visibility_predicate(t.relid, role), 'false') end;
+        preds := preds || jsonb_build_object(key, pred);
+        colsets := colsets || jsonb_build_object(key, to_jsonb(cols));
+      end if;
+      pred := preds ->> key;
+      cols := array(select jsonb_array_elements_text(colsets -> key));
+      perform pg_catalog.set_config('role', role, true);
+      perform pg_catalog.set_config('request.jwt.claims', cl, true);
+      begin
+        execute format(
+          'select array_agg(herald__u.herald__i), array_agg(coalesce((%s), false)), '
+          '       array_agg(false) '
+          'from unnest($1::int[], $2::int[]) as herald__u(herald__i, herald__im) '
+          'join unnest($3::jsonb[]) with ordinality as herald__x(herald__img, herald__n) '
+          '  on herald__x.herald__n = herald__u.herald__im '
+          'cross join lateral jsonb_populate_record(null::%s, herald__x.herald__img) as %I',
+          pred, t.qualified, t.alias)
+          into ids, vis, hid
+          using t.idxs, t.ims, images;
+      exception when others then
+        -- Some row raised: evaluate each alone, hiding only those that raise.
+        ids := '{}'; vis := '{}'; hid := '{}'; errs := 0;
+        for r in select u.i, u.im from unnest(t.idxs, t.ims) u(i, im) loop
+          begin
+            execute format(
+              'select coalesce((%s), false) from jsonb_populate_record(null::%s, $1) as %I',
+              pred, t.qualified, t.alias)
+              into v
+              using images[r.im];
+            ids := ids || r.i; vis := vis || coalesce(v, false); hid := hid || false;
+          exception when others then
+            ids := ids || r.i; vis := vis || false; hid := hid || true;
+            errs := errs + 1; err := sqlerrm;
+          end;
+        end loop;
+        raise warning 'herald.authorize: policy of % failed for role % on % of % rows (hidden): %',
+          t.qualified, role, errs, cardinality(t.idxs), err;
+      end;
+      -- Undo everything set for this context (role, claims, and whatever its
+      -- policies set): the next context starts clean.
+      raise exception using errcode = 'HR000';
+    exception
+      when sqlstate 'HR000' then
+        stage := null;
+      when others then
+        failed := failed || t.cx;
+        raise warning 'herald.authorize: context % (role %) failed (%): %', t.cx, roles[t.cx + 1], stage, sqlerrm;
+        return query select 'failed', null::int, null::boolean, t.cx, null::oid, null::text[], stage, sqlerrm;
     end;
+    if stage is null then
+      return query select 'columns', null::int, null::boolean, t.cx, t.relid, cols, null::text, null::text;
+      return query select case when u.h then 'hidden' else 'verdict' end, u.i, u.v, null::int,
+                          null::oid, null::text[], null::text, null::text
+                     from unnest(ids, vis, hid) u(i, v, h);
+    end if;
   end loop;
-  perform set_config('role', 'none', true);
-  perform set_config('request.jwt.claims', '', true);
 end
 $$;
 
 -- The one place SQL switches identity for a caller's queries and mutations.
 create function herald.set_context(role text, claims jsonb) returns void
-language sql volatile as $$
-  select set_config('request.jwt.claims', claims::text, true), set_config('role', role, true);
+language sql volatile set search_path = pg_catalog, pg_temp as $$
+  select pg_catalog.set_config('request.jwt.claims', claims::text, true),
+         pg_catalog.set_config('role', role, true);
 $$;
 
 revoke all on schema herald from public;
+revoke all on all tables in schema herald from public;
 revoke all on all functions in schema herald from public;
 grant usage on schema herald to herald_authenticator, app_user;
-grant select on herald.events, herald.tracked, herald.retention to herald_authenticator;
+-- Not herald.events: the outbox is read through herald.read_events only.
+grant select on herald.tracked, herald.retention to herald_authenticator;
 grant execute on function herald.server_identity(), herald.prune(interval),
+  herald.read_events(text, text, bigint, bigint),
   herald.visibility_predicate(oid, name), herald.selectable_columns(oid, name),
-  herald.authorize(jsonb, int[], oid[], int[], jsonb[]), herald.set_context(text, jsonb)
+  herald.authorize(text[], text[], int[], oid[], int[], jsonb[]), herald.set_context(text, jsonb)
   to herald_authenticator;
 grant execute on function herald.visibility_predicate(oid, name), herald.selectable_columns(oid, name)
   to app_user;

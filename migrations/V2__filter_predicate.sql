@@ -15,7 +15,7 @@
 -- How filters treat a (non-array, domain-resolved) type; the same mapping as
 -- src/db/catalog.rs.
 create function herald.filter_kind(typ oid) returns text
-language sql stable set search_path = pg_catalog as $$
+language sql stable set search_path = pg_catalog, pg_temp as $$
   select case
     when t.typtype = 'e' then 'enum'
     when t.typname in ('int2', 'int4', 'int8', 'numeric') then 'number'
@@ -33,7 +33,7 @@ $$;
 -- text kinds and other types as text, json as jsonb, the rest as their own
 -- type (without typmod: no rounding or truncation of the filter value).
 create function herald.filter_type(kind text, typ oid) returns text
-language sql stable set search_path = pg_catalog as $$
+language sql stable set search_path = pg_catalog, pg_temp as $$
   select case kind
     when 'number' then 'numeric'
     when 'bool' then 'boolean'
@@ -49,7 +49,7 @@ $$;
 -- int8, so that indexes apply; other numbers are numeric. char(n) values
 -- lose trailing spaces, as the column's text form does.
 create function herald.filter_literal(col text, v jsonb, kind text, typ oid) returns text
-language plpgsql stable set search_path = pg_catalog as $$
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   txt text;
   lit text;
@@ -88,7 +88,7 @@ $$;
 
 -- A filter value for an array column: a typed array literal.
 create function herald.filter_array(col text, v jsonb, kind text, elem oid) returns text
-language plpgsql stable set search_path = pg_catalog as $$
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   items text;
 begin
@@ -109,7 +109,7 @@ $$;
 
 -- The predicate of one column's operators (ANDed).
 create function herald.filter_column(rel regclass, col text, ops jsonb) returns text
-language plpgsql stable set search_path = pg_catalog as $$
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   typ     oid;      -- the column's type, domains resolved
   elem    oid;      -- its element type, for an array
@@ -211,7 +211,7 @@ $$;
 -- `_or`, `_not` and column operators; '{}' gives 'true'. SQL's three-valued
 -- logic applies as is: a row matches when the predicate is true.
 create function herald.filter_predicate(rel regclass, spec jsonb) returns text
-language plpgsql stable set search_path = pg_catalog as $$
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   parts text[] := '{}';
   key   text;
@@ -251,7 +251,7 @@ $$;
 -- Whether a row image (to_jsonb of a row of `rel`) satisfies `spec`, by the
 -- SQL predicate: for tests and for checking the twin against the Rust side.
 create function herald.filter_matches(rel regclass, spec jsonb, image jsonb) returns boolean
-language plpgsql stable set search_path = pg_catalog as $$
+language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   result boolean;
 begin

@@ -9,7 +9,7 @@
 -- Returns each row (selectable columns only) and its sort key.
 create function herald.read_rows(rel regclass, filter jsonb, order_by jsonb, lim int, after jsonb)
 returns table (image jsonb, sort_key jsonb)
-language plpgsql volatile set search_path = pg_catalog as $$
+language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
 declare
   cols    text[] := herald.selectable_columns(rel, current_user);
   keys    text[] := '{}';

@@ -4,7 +4,7 @@
 -- also compare the catalog every few seconds, for databases where the
 -- migrating role may not create event triggers (they need a superuser).
 create function herald.notify_catalog() returns trigger
-language plpgsql as $$
+language plpgsql set search_path = pg_catalog, pg_temp as $$
 begin
   perform pg_notify('herald_catalog', '');
   return null;
@@ -17,7 +17,7 @@ create trigger tracked_changed
 
 -- DDL: notify, and forget tracked tables that were dropped.
 create function herald.on_ddl() returns event_trigger
-language plpgsql security definer set search_path = pg_catalog as $$
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if tg_event = 'sql_drop' then
     delete from herald.tracked t

@@ -4,6 +4,7 @@
 use juniper::{FieldError, IntoFieldError, ScalarValue, graphql_value};
 
 use crate::db::DbError;
+use crate::db::authorizer::ContextFailure;
 use crate::events::catchup::CatchupError;
 use crate::events::feed::FeedError;
 
@@ -28,6 +29,10 @@ pub enum ApiError {
     /// The read ran longer than the configured query timeout.
     #[error("the query ran longer than the server allows (HERALD_QUERY_TIMEOUT)")]
     Timeout,
+    /// The subscriber's security context (role and claims) could not be
+    /// evaluated; it got an exact prefix of its changes.
+    #[error("{}", context_failed_message(*.0))]
+    ContextFailed(ContextFailure),
     /// The service cannot answer right now.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -46,8 +51,23 @@ impl ApiError {
             ApiError::SlowConsumer(_) => "SLOW_CONSUMER",
             ApiError::TableGone => "TABLE_GONE",
             ApiError::Timeout => "TIMEOUT",
+            ApiError::ContextFailed(_) => "CONTEXT_FAILED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal => "INTERNAL",
+        }
+    }
+}
+
+fn context_failed_message(failure: ContextFailure) -> &'static str {
+    match failure {
+        ContextFailure::Role => {
+            "subscription ended: the token's role can no longer be assumed (dropped, renamed or no longer granted)"
+        }
+        ContextFailure::Claims => {
+            "subscription ended: the token's claims cannot be passed to the database (they contain a NUL character)"
+        }
+        ContextFailure::Policy => {
+            "subscription ended: the row-level security policies could not be evaluated for this caller (they failed outside any one row, or timed out)"
         }
     }
 }
@@ -77,6 +97,7 @@ impl From<FeedError> for ApiError {
             FeedError::Unavailable(what) => ApiError::Unavailable(what),
             FeedError::SlowConsumer(capacity) => ApiError::SlowConsumer(capacity),
             FeedError::TableGone => ApiError::TableGone,
+            FeedError::ContextFailed(failure) => ApiError::ContextFailed(failure),
             FeedError::Catchup(CatchupError::Db(e)) => e.into(),
             FeedError::Catchup(other) => {
                 tracing::error!(error = %other, "catch-up read failed");

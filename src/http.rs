@@ -173,6 +173,7 @@ async fn readyz(state: Arc<AppState>) -> Response {
 fn metrics(state: &AppState) -> String {
     let l = &state.listener;
     let open = state.limits.max_connections - state.connection_permits.available_permits();
+    let a = state.hub.authorizer_stats();
     format!(
         "# TYPE pgherald_listener_connected gauge\npgherald_listener_connected {}\n\
          # TYPE pgherald_listener_connects_total counter\npgherald_listener_connects_total {}\n\
@@ -180,7 +181,14 @@ fn metrics(state: &AppState) -> String {
          # TYPE pgherald_deliveries_total counter\npgherald_deliveries_total {}\n\
          # TYPE pgherald_slow_consumers_total counter\npgherald_slow_consumers_total {}\n\
          # TYPE pgherald_subscriptions gauge\npgherald_subscriptions {}\n\
-         # TYPE pgherald_websocket_connections gauge\npgherald_websocket_connections {}\n",
+         # TYPE pgherald_websocket_connections gauge\npgherald_websocket_connections {}\n\
+         # TYPE pgherald_authorizer_contexts_failed_total counter\npgherald_authorizer_contexts_failed_total {}\n\
+         # TYPE pgherald_authorizer_rows_hidden_by_errors_total counter\npgherald_authorizer_rows_hidden_by_errors_total {}\n\
+         # TYPE pgherald_authorizer_isolated_pages_total counter\npgherald_authorizer_isolated_pages_total {}\n\
+         # TYPE pgherald_context_failed_subscriptions_total counter\npgherald_context_failed_subscriptions_total {}\n\
+         # TYPE pgherald_listener_heartbeat_sent gauge\npgherald_listener_heartbeat_sent {}\n\
+         # TYPE pgherald_listener_heartbeat_seen gauge\npgherald_listener_heartbeat_seen {}\n\
+         # TYPE pgherald_listener_foreign_heartbeats_total counter\npgherald_listener_foreign_heartbeats_total {}\n",
         u8::from(l.is_connected()),
         l.connects.load(Ordering::Relaxed),
         l.events.load(Ordering::Relaxed),
@@ -188,6 +196,13 @@ fn metrics(state: &AppState) -> String {
         l.overflows.load(Ordering::Relaxed),
         state.hub.subscription_count(),
         open,
+        a.contexts_failed.load(Ordering::Relaxed),
+        a.rows_hidden_by_errors.load(Ordering::Relaxed),
+        a.isolated_pages.load(Ordering::Relaxed),
+        a.subscriptions_ended.load(Ordering::Relaxed),
+        l.heartbeat_sent.load(Ordering::Relaxed),
+        l.heartbeat_seen.load(Ordering::Relaxed),
+        l.foreign_heartbeats.load(Ordering::Relaxed),
     )
 }
 

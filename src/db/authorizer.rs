@@ -5,9 +5,22 @@
 //! The work happens in `herald.authorize` (migrations/V1), which switches
 //! role and claims transaction-locally per context and evaluates the table's
 //! SELECT policies on each image, as Postgres would for a stored row.
+//!
+//! One bad security context must not stall the instance. Inside the call, a
+//! context whose role cannot be assumed, whose claims jsonb cannot hold, or
+//! whose policies cannot be computed fails alone (a [`ContextFailure`]), and
+//! a policy that raises on one row hides that row only. What escapes the
+//! call (a cancelled or timed-out policy query) makes [`PgAuthorizer`] ask
+//! again, one context per call, so that only the guilty context fails. Errors
+//! that are nobody's fault (the connection was lost) are returned for the
+//! caller to retry; the listener retries a page a few times, then asks with
+//! [`Isolation::Always`], under which every error of a context's own call
+//! fails that context: a page always makes progress.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
@@ -17,6 +30,10 @@ use crate::auth::Caller;
 
 use super::DbError;
 use super::jsonb::ExactJson;
+
+/// The statement timeout of an authorizer call when the login role's session
+/// sets none: a policy that hangs must not hold the instance's events.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One question: may `contexts[context]` see `image`, a row of table `relid`?
 #[derive(Debug)]
@@ -29,23 +46,74 @@ pub struct Check {
     pub image: Arc<Value>,
 }
 
+/// Why a security context could not be evaluated at all. Its checks are
+/// denied and the subscriptions that needed them are ended with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContextFailure {
+    /// Its role cannot be assumed: dropped, renamed, or no longer granted to
+    /// the login role.
+    Role,
+    /// Its claims cannot be handed to Postgres: jsonb cannot hold them (a NUL
+    /// character).
+    Claims,
+    /// Its policies or privileges could not be evaluated: an error outside
+    /// any one row, a statement timeout or a cancelled query.
+    Policy,
+}
+
+impl ContextFailure {
+    fn from_stage(stage: &str) -> ContextFailure {
+        match stage {
+            "role" => ContextFailure::Role,
+            "claims" => ContextFailure::Claims,
+            _ => ContextFailure::Policy,
+        }
+    }
+}
+
 /// The answers to a batch of [`Check`]s.
 #[derive(Debug, Default)]
 pub struct Verdicts {
     visible: Vec<bool>,
     columns: HashMap<(usize, u32), Arc<[String]>>,
+    failed: HashMap<usize, ContextFailure>,
+    /// Checks denied because the policy raised an error on that row image.
+    pub hidden_by_errors: usize,
+    /// Whether the contexts had to be authorized one per call, because the
+    /// call for all of them failed.
+    pub isolated: bool,
 }
 
 impl Verdicts {
     /// Verdicts from their parts: `visible[i]` answers check `i`; `columns`
     /// lists what each (context, table) may select.
     pub fn from_parts(visible: Vec<bool>, columns: HashMap<(usize, u32), Arc<[String]>>) -> Self {
-        Verdicts { visible, columns }
+        Verdicts {
+            visible,
+            columns,
+            ..Verdicts::default()
+        }
+    }
+
+    /// These verdicts, with `context` failed: its checks denied.
+    pub fn with_failure(mut self, context: usize, failure: ContextFailure) -> Self {
+        self.failed.insert(context, failure);
+        self
     }
 
     /// Whether check `i` passed.
     pub fn visible(&self, i: usize) -> bool {
         self.visible.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether, and why, `context` could not be evaluated.
+    pub fn failure(&self, context: usize) -> Option<ContextFailure> {
+        self.failed.get(&context).copied()
+    }
+
+    /// How many contexts could not be evaluated.
+    pub fn failed_contexts(&self) -> usize {
+        self.failed.len()
     }
 
     /// `image` reduced to the columns `context` may select in `relid`.
@@ -66,16 +134,102 @@ impl Verdicts {
             .collect();
         Arc::new(Value::Object(kept))
     }
+
+    /// Denies every check of a failed context and forgets its columns.
+    fn settle(&mut self, checks: &[Check]) {
+        if self.failed.is_empty() {
+            return;
+        }
+        for (i, check) in checks.iter().enumerate() {
+            if self.failed.contains_key(&check.context) {
+                self.visible[i] = false;
+            }
+        }
+        let failed = &self.failed;
+        self.columns
+            .retain(|(context, _), _| !failed.contains_key(context));
+    }
+}
+
+/// How a failing authorizer call is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// One call for every context. If a context's policy query is cancelled
+    /// (timeout, `pg_cancel_backend`), each context is asked alone and the
+    /// cancelled one fails. Any other error is returned, for the caller to
+    /// retry the page.
+    OnError,
+    /// One call per context, and any error of a context's own call fails
+    /// that context: for a page whose authorization failed several times.
+    /// Only a lost connection is returned (it is nobody's fault).
+    Always,
+}
+
+/// Who an error of an authorizer call is attributed to.
+#[derive(Debug, PartialEq, Eq)]
+enum Blame {
+    /// A context's policy query was cancelled: that context's.
+    Context,
+    /// The connection (lost, refused, shut down): retry, never a context's.
+    Connection,
+    /// Anything else the server reported: retry, and after a few attempts
+    /// blame the context whose call it is.
+    Other,
+}
+
+fn blame(e: &DbError) -> Blame {
+    blame_sqlstate(e.sqlstate())
+}
+
+fn blame_sqlstate(code: Option<&str>) -> Blame {
+    match code {
+        // Statement timeout or pg_cancel_backend; an ASSERT in a policy
+        // function (plpgsql's `others` catches neither).
+        Some("57014") | Some("P0004") => Blame::Context,
+        None => Blame::Connection,
+        Some(s) if s.starts_with("08") || matches!(s, "57P01" | "57P02" | "57P03") => {
+            Blame::Connection
+        }
+        Some(_) => Blame::Other,
+    }
+}
+
+/// What the authorizer has had to deal with, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuthorizerStats {
+    /// Security contexts that could not be evaluated (counted per page).
+    pub contexts_failed: AtomicU64,
+    /// Row images hidden because a policy raised an error on them.
+    pub rows_hidden_by_errors: AtomicU64,
+    /// Pages whose contexts had to be authorized one per call.
+    pub isolated_pages: AtomicU64,
+    /// Subscriptions ended because their security context failed.
+    pub subscriptions_ended: AtomicU64,
+}
+
+impl AuthorizerStats {
+    /// Counts what `verdicts` report.
+    pub fn record(&self, verdicts: &Verdicts) {
+        self.contexts_failed
+            .fetch_add(verdicts.failed_contexts() as u64, Ordering::Relaxed);
+        self.rows_hidden_by_errors
+            .fetch_add(verdicts.hidden_by_errors as u64, Ordering::Relaxed);
+        if verdicts.isolated {
+            self.isolated_pages.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Answers a batch of checks. The database in the service; the hub takes it
 /// as a parameter so that unit tests can drive it without Postgres.
 pub trait Authorize: Send + Sync {
-    /// The verdicts for `checks` under `contexts`.
+    /// The verdicts for `checks` under `contexts`. An error means nothing
+    /// was decided and the page must be retried.
     fn authorize<'a>(
         &'a self,
         contexts: &'a [&'a Caller],
         checks: &'a [Check],
+        isolation: Isolation,
     ) -> BoxFuture<'a, Result<Verdicts, DbError>>;
 }
 
@@ -97,40 +251,163 @@ impl Authorize for PgAuthorizer {
         &'a self,
         contexts: &'a [&'a Caller],
         checks: &'a [Check],
+        isolation: Isolation,
     ) -> BoxFuture<'a, Result<Verdicts, DbError>> {
         Box::pin(async move {
             if checks.is_empty() {
                 return Ok(Verdicts::default());
             }
             let mut client = self.pool.get().await?;
-            authorize(&mut client, contexts, checks).await
+            authorize_isolating(&mut client, contexts, checks, isolation).await
         })
     }
 }
 
-/// Evaluates `checks` under `contexts` in one transaction.
+/// Evaluates `checks` under `contexts` as [`Isolation`] says: one call, or
+/// one call per context when that fails (or always).
+pub async fn authorize_isolating(
+    client: &mut tokio_postgres::Client,
+    contexts: &[&Caller],
+    checks: &[Check],
+    isolation: Isolation,
+) -> Result<Verdicts, DbError> {
+    if isolation == Isolation::OnError {
+        match authorize(client, contexts, checks).await {
+            Ok(verdicts) => return Ok(verdicts),
+            Err(e) if blame(&e) == Blame::Context => {
+                tracing::warn!(error = %e, contexts = contexts.len(),
+                    "authorizer call failed; authorizing one context at a time");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut verdicts = Verdicts {
+        visible: vec![false; checks.len()],
+        isolated: true,
+        ..Verdicts::default()
+    };
+    let mut by_context: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, check) in checks.iter().enumerate() {
+        by_context.entry(check.context).or_default().push(i);
+    }
+    let mut order: Vec<usize> = by_context.keys().copied().collect();
+    order.sort_unstable();
+    for context in order {
+        let indexes = &by_context[&context];
+        let alone: Vec<Check> = indexes
+            .iter()
+            .map(|&i| Check {
+                context: 0,
+                relid: checks[i].relid,
+                image: checks[i].image.clone(),
+            })
+            .collect();
+        match authorize(client, &[contexts[context]], &alone).await {
+            Ok(one) => {
+                if let Some(failure) = one.failure(0) {
+                    verdicts.failed.insert(context, failure);
+                    continue;
+                }
+                for (k, &i) in indexes.iter().enumerate() {
+                    verdicts.visible[i] = one.visible(k);
+                }
+                verdicts.hidden_by_errors += one.hidden_by_errors;
+                for ((_, relid), columns) in one.columns {
+                    verdicts.columns.insert((context, relid), columns);
+                }
+            }
+            Err(e) => match (blame(&e), isolation) {
+                (Blame::Connection, _) | (Blame::Other, Isolation::OnError) => return Err(e),
+                (Blame::Context, _) | (Blame::Other, Isolation::Always) => {
+                    tracing::warn!(error = %e, role = %contexts[context].role,
+                        "security context failed: its policies could not be evaluated");
+                    verdicts.failed.insert(context, ContextFailure::Policy);
+                }
+            },
+        }
+    }
+    Ok(verdicts)
+}
+
+/// What Postgres cannot be handed for `caller`: a role or claims holding NUL
+/// (text cannot hold it, jsonb refuses `\u0000`). Such a context fails here,
+/// without a round trip.
+fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
+    if caller.role.contains('\0') {
+        return Some(ContextFailure::Role);
+    }
+    let mut stack = vec![caller.claims.as_ref()];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return Some(ContextFailure::Claims),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(fields) => {
+                if fields.keys().any(|k| k.contains('\0')) {
+                    return Some(ContextFailure::Claims);
+                }
+                stack.extend(fields.values());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Evaluates `checks` under `contexts` in one call, in one transaction.
+/// Contexts that fail inside the call are reported in the verdicts; an error
+/// means the call as a whole failed.
 pub async fn authorize(
     client: &mut tokio_postgres::Client,
     contexts: &[&Caller],
     checks: &[Check],
 ) -> Result<Verdicts, DbError> {
+    let mut verdicts = Verdicts {
+        visible: vec![false; checks.len()],
+        ..Verdicts::default()
+    };
     if checks.is_empty() {
-        return Ok(Verdicts::default());
+        return Ok(verdicts);
     }
-    let context_json: Value = contexts
+    for (i, caller) in contexts.iter().enumerate() {
+        if let Some(failure) = unrepresentable(caller) {
+            tracing::warn!(role = %caller.role.escape_debug(), ?failure,
+                "security context failed: Postgres cannot hold its role or claims");
+            verdicts.failed.insert(i, failure);
+        }
+    }
+    let roles: Vec<String> = contexts
         .iter()
-        .map(|c| serde_json::json!({"role": c.role, "claims": c.claims.as_ref()}))
+        .enumerate()
+        .map(|(i, c)| match verdicts.failed.contains_key(&i) {
+            true => String::new(),
+            false => c.role.clone(),
+        })
         .collect();
-    let ctx: Vec<i32> = checks.iter().map(|c| c.context as i32).collect();
-    let rel: Vec<u32> = checks.iter().map(|c| c.relid).collect();
+    let claims: Vec<String> = contexts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match verdicts.failed.contains_key(&i) {
+            true => "{}".to_owned(),
+            false => c.claims.to_string(),
+        })
+        .collect();
+    let sent: Vec<usize> = (0..checks.len())
+        .filter(|&i| !verdicts.failed.contains_key(&checks[i].context))
+        .collect();
+    if sent.is_empty() {
+        return Ok(verdicts);
+    }
+    let ctx: Vec<i32> = sent.iter().map(|&i| checks[i].context as i32).collect();
+    let rel: Vec<u32> = sent.iter().map(|&i| checks[i].relid).collect();
     // Each distinct image is sent once (checks share images through `Arc`s:
     // one event's row checked under many contexts) and referred to by index.
     let mut images: Vec<ExactJson> = Vec::new();
     // Keyed by address (as an integer, so the future stays `Send`).
     let mut index_of: HashMap<usize, i32> = HashMap::new();
-    let img: Vec<i32> = checks
+    let img: Vec<i32> = sent
         .iter()
-        .map(|c| {
+        .map(|&i| {
+            let c = &checks[i];
             *index_of
                 .entry(Arc::as_ptr(&c.image) as usize)
                 .or_insert_with(|| {
@@ -141,27 +418,38 @@ pub async fn authorize(
         .collect();
 
     let tx = client.transaction().await?;
+    // A hanging policy must not hold the page forever: the session's own
+    // statement_timeout if it has one, else ours.
+    tx.execute(
+        "select pg_catalog.set_config('statement_timeout', $1, true)
+          where pg_catalog.current_setting('statement_timeout') = '0'",
+        &[&format!("{}ms", DEFAULT_STATEMENT_TIMEOUT.as_millis())],
+    )
+    .await?;
     let rows = tx
         .query(
-            "select chk, visible, context, relid, columns from herald.authorize($1, $2, $3, $4, $5)",
-            &[&context_json, &ctx, &rel, &img, &images],
+            "select kind, chk, visible, context, relid, columns, failure, detail
+               from herald.authorize($1, $2, $3, $4, $5, $6)",
+            &[&roles, &claims, &ctx, &rel, &img, &images],
         )
         .await?;
     tx.commit().await?;
 
-    let mut verdicts = Verdicts {
-        visible: vec![false; checks.len()],
-        columns: HashMap::new(),
-    };
+    let mut hidden: Vec<usize> = Vec::new();
     for row in rows {
-        match row.get::<_, Option<i32>>("chk") {
-            // Check numbers are 1-based (SQL ordinality).
-            Some(chk) => {
-                if let Some(slot) = verdicts.visible.get_mut(chk as usize - 1) {
-                    *slot = row.get::<_, bool>("visible");
+        let kind: &str = row.get("kind");
+        match kind {
+            "verdict" | "hidden" => {
+                // Check numbers are 1-based (SQL ordinality) over the checks sent.
+                let chk: i32 = row.get("chk");
+                if let Some(&i) = sent.get(chk as usize - 1) {
+                    verdicts.visible[i] = row.get::<_, bool>("visible");
+                    if kind == "hidden" {
+                        hidden.push(i);
+                    }
                 }
             }
-            None => {
+            "columns" => {
                 let context: i32 = row.get("context");
                 let relid: u32 = row.get("relid");
                 let columns: Vec<String> = row.get("columns");
@@ -169,7 +457,104 @@ pub async fn authorize(
                     .columns
                     .insert((context as usize, relid), columns.into());
             }
+            "failed" => {
+                let context = row.get::<_, i32>("context") as usize;
+                let stage: &str = row.get("failure");
+                let detail: &str = row.get("detail");
+                let failure = ContextFailure::from_stage(stage);
+                tracing::warn!(
+                    role = %contexts.get(context).map_or("?", |c| c.role.as_str()),
+                    ?failure, detail, "security context failed"
+                );
+                verdicts.failed.insert(context, failure);
+            }
+            other => return Err(DbError::Data(format!("authorizer row kind {other:?}"))),
         }
     }
+    // Checks of a failed context may have been answered before it failed:
+    // they do not count.
+    verdicts.settle(checks);
+    verdicts.hidden_by_errors = hidden
+        .iter()
+        .filter(|&&i| verdicts.failure(checks[i].context).is_none())
+        .count();
     Ok(verdicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn caller(role: &str, claims: Value) -> Caller {
+        Caller::new(role.to_owned(), claims, None)
+    }
+
+    #[test]
+    fn nul_in_a_role_or_anywhere_in_the_claims_cannot_reach_postgres() {
+        assert_eq!(
+            unrepresentable(&caller(
+                "app_user",
+                json!({"sub": "u", "a": [1, {"b": "c"}]})
+            )),
+            None
+        );
+        assert_eq!(
+            unrepresentable(&caller("app_user", json!({"sub": "\\u0000"}))),
+            None
+        );
+        for claims in [
+            json!({"sub": "u\u{0}"}),
+            json!({"a": {"b": [1, ["x\u{0}y"]]}}),
+            json!({"a": {"k\u{0}": 1}}),
+        ] {
+            assert_eq!(
+                unrepresentable(&caller("app_user", claims)),
+                Some(ContextFailure::Claims)
+            );
+        }
+        assert_eq!(
+            unrepresentable(&caller("app\u{0}user", json!({}))),
+            Some(ContextFailure::Role)
+        );
+    }
+
+    #[test]
+    fn only_a_cancelled_policy_query_is_blamed_on_its_context_at_once() {
+        let blame_of = blame_sqlstate;
+        assert_eq!(blame_of(Some("57014")), Blame::Context);
+        assert_eq!(blame_of(Some("57P01")), Blame::Connection);
+        assert_eq!(blame_of(Some("08006")), Blame::Connection);
+        assert_eq!(blame_of(None), Blame::Connection);
+        assert_eq!(blame_of(Some("53200")), Blame::Other);
+        assert_eq!(
+            blame(&DbError::Data("x".into())),
+            Blame::Connection,
+            "no SQLSTATE: not the server's verdict on a context"
+        );
+    }
+
+    #[test]
+    fn a_failed_context_sees_nothing_and_keeps_no_columns() {
+        let image = Arc::new(json!({"id": 1}));
+        let checks: Vec<Check> = (0..2)
+            .map(|context| Check {
+                context,
+                relid: 7,
+                image: image.clone(),
+            })
+            .collect();
+        let columns: HashMap<(usize, u32), Arc<[String]>> = (0..2)
+            .map(|c| ((c, 7), Arc::from(vec!["id".to_owned()])))
+            .collect();
+        let mut v =
+            Verdicts::from_parts(vec![true, true], columns).with_failure(1, ContextFailure::Role);
+        v.settle(&checks);
+        assert!(v.visible(0));
+        assert!(!v.visible(1));
+        assert_eq!(v.failure(1), Some(ContextFailure::Role));
+        assert_eq!(v.restrict(1, 7, &image), Arc::new(json!({})));
+        assert_eq!(v.restrict(0, 7, &image), image);
+    }
 }

@@ -14,11 +14,11 @@ use futures::Stream;
 
 use super::Op;
 use super::cursor::Cursor;
-use super::delivery::{self, Bounds, Delivery, Interest};
+use super::delivery::{self, Bounds, DecideError, Delivery, Interest};
 use super::outbox::{self, PAGE_SIZE};
 use super::snapshot::Snapshot;
 use crate::db::DbError;
-use crate::db::authorizer::PgAuthorizer;
+use crate::db::authorizer::{AuthorizerStats, ContextFailure, PgAuthorizer};
 
 /// Why a cursor cannot be resumed from.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,18 @@ pub enum CatchupError {
     /// Reading failed.
     #[error("outbox: {0}")]
     Outbox(#[from] outbox::OutboxError),
+    /// The subscriber's security context could not be evaluated.
+    #[error("security context failed ({0:?})")]
+    ContextFailed(ContextFailure),
+}
+
+impl From<DecideError> for CatchupError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::Db(e) => CatchupError::Db(e),
+            DecideError::ContextFailed(failure) => CatchupError::ContextFailed(failure),
+        }
+    }
 }
 
 /// The key this database's cursors are signed with.
@@ -87,12 +99,14 @@ struct Phase {
     done: bool,
 }
 
-/// The deliveries between `cursor` and `position`, in order, page by page.
+/// The deliveries between `cursor` and `position`, in order, page by page;
+/// what the authorizer had to deal with is counted in `stats`.
 pub fn replay(
     pool: Pool,
     interest: Interest,
     cursor: Cursor,
     position: Snapshot,
+    stats: Arc<AuthorizerStats>,
 ) -> impl Stream<Item = Result<Delivery, CatchupError>> + Send {
     let phases = vec![
         Phase {
@@ -113,17 +127,22 @@ pub fn replay(
         },
     ];
     // `phases` is a stack: the cursor's own batch first.
-    let state = (pool, interest, phases, Vec::<Delivery>::new().into_iter());
+    let state = (
+        (pool, stats),
+        interest,
+        phases,
+        Vec::<Delivery>::new().into_iter(),
+    );
     futures::stream::unfold(
         state,
-        |(pool, interest, mut phases, mut ready)| async move {
+        |((pool, stats), interest, mut phases, mut ready)| async move {
             loop {
                 if let Some(d) = ready.next() {
-                    return Some((Ok(d), (pool, interest, phases, ready)));
+                    return Some((Ok(d), ((pool, stats), interest, phases, ready)));
                 }
                 let phase = phases.last_mut()?;
                 let bounds = phase.bounds.clone();
-                let result = next_page(&pool, &interest, phase).await;
+                let result = next_page(&pool, &stats, &interest, phase).await;
                 if phase.done {
                     phases.pop();
                 }
@@ -132,7 +151,7 @@ pub fn replay(
                     Err(e) => {
                         tracing::warn!(error = %e, low = %bounds.low, "cursor catch-up failed");
                         phases.clear();
-                        return Some((Err(e), (pool, interest, phases, ready)));
+                        return Some((Err(e), ((pool, stats), interest, phases, ready)));
                     }
                 }
             }
@@ -143,6 +162,7 @@ pub fn replay(
 /// Reads the next page of `phase` and decides its deliveries.
 async fn next_page(
     pool: &Pool,
+    stats: &AuthorizerStats,
     interest: &Interest,
     phase: &mut Phase,
 ) -> Result<Vec<Delivery>, CatchupError> {
@@ -170,5 +190,5 @@ async fn next_page(
         _ => phase.done = true,
     }
     let authorizer = PgAuthorizer::new(pool.clone());
-    Ok(delivery::deliveries_for(&authorizer, interest, &page, &phase.bounds).await?)
+    Ok(delivery::deliveries_for(&authorizer, stats, interest, &page, &phase.bounds).await?)
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -14,7 +15,9 @@ use super::snapshot::Snapshot;
 use super::{Event, Op, OpSet};
 use crate::auth::Caller;
 use crate::db::DbError;
-use crate::db::authorizer::{Authorize, Check, Verdicts};
+use crate::db::authorizer::{
+    Authorize, AuthorizerStats, Check, ContextFailure, Isolation, Verdicts,
+};
 
 /// What a subscription wants.
 #[derive(Clone, Debug)]
@@ -132,13 +135,29 @@ impl<'e> Plan<'e> {
         self.contexts.len()
     }
 
-    /// Asks the authorizer every question of the plan, in one round trip.
-    pub async fn authorize(&self, authorizer: &dyn Authorize) -> Result<Verdicts, DbError> {
+    /// The security context of candidate `i` (an index the verdicts use).
+    pub fn context_of(&self, i: usize) -> usize {
+        self.slots[i].context
+    }
+
+    /// Asks the authorizer every question of the plan, in one round trip
+    /// (more when a context's call must be isolated), and counts in `stats`
+    /// what went wrong.
+    pub async fn authorize(
+        &self,
+        authorizer: &dyn Authorize,
+        isolation: Isolation,
+        stats: &AuthorizerStats,
+    ) -> Result<Verdicts, DbError> {
         if self.checks.is_empty() {
             return Ok(Verdicts::default());
         }
         let contexts: Vec<&Caller> = self.contexts.iter().map(|c| c.as_ref()).collect();
-        authorizer.authorize(&contexts, &self.checks).await
+        let verdicts = authorizer
+            .authorize(&contexts, &self.checks, isolation)
+            .await?;
+        stats.record(&verdicts);
+        Ok(verdicts)
     }
 
     /// The delivery for candidate `i` (whose subscription wants `interest`),
@@ -184,20 +203,38 @@ impl<'e> Plan<'e> {
     }
 }
 
+/// Why a single subscriber's deliveries could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// The authorizer failed as a whole.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The subscriber's security context could not be evaluated.
+    #[error("security context failed ({0:?})")]
+    ContextFailed(ContextFailure),
+}
+
 /// Decides deliveries of `events` for a single subscriber (cursor catch-up).
 pub async fn deliveries_for(
     authorizer: &dyn Authorize,
+    stats: &AuthorizerStats,
     interest: &Interest,
     events: &[Arc<Event>],
     bounds: &Arc<Bounds>,
-) -> Result<Vec<Delivery>, DbError> {
+) -> Result<Vec<Delivery>, DecideError> {
     let wanted = events
         .iter()
         .enumerate()
         .filter(|(_, e)| e.relid == interest.relid && interest.ops.contains(e.op))
         .map(|(i, _)| (i, &interest.caller));
     let plan = Plan::new(events, wanted);
-    let verdicts = plan.authorize(authorizer).await?;
+    let verdicts = plan
+        .authorize(authorizer, Isolation::OnError, stats)
+        .await?;
+    if let Some(failure) = (0..plan.contexts.len()).find_map(|c| verdicts.failure(c)) {
+        stats.subscriptions_ended.fetch_add(1, Ordering::Relaxed);
+        return Err(DecideError::ContextFailed(failure));
+    }
     Ok((0..plan.slots.len())
         .filter_map(|i| plan.decide(i, interest, &verdicts, bounds))
         .collect())

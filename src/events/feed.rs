@@ -15,6 +15,7 @@ use super::delivery::{Delivery, Interest};
 use super::hub::{EndReason, Hub};
 use super::outbox::{self, OutboxError};
 use super::snapshot::Snapshot;
+use crate::db::authorizer::ContextFailure;
 
 /// How long a resuming subscription waits for the listener to reach its cursor.
 const CURSOR_WAIT: Duration = Duration::from_secs(10);
@@ -37,6 +38,9 @@ pub enum FeedError {
     /// The table was dropped or is no longer tracked.
     #[error("subscription ended: the table was dropped or is no longer tracked")]
     TableGone,
+    /// The subscriber's security context could not be evaluated.
+    #[error("subscription ended: its security context failed ({0:?})")]
+    ContextFailed(ContextFailure),
     /// Reading the outbox failed.
     #[error(transparent)]
     Catchup(CatchupError),
@@ -48,6 +52,7 @@ impl From<CatchupError> for FeedError {
             CatchupError::ForeignCursor | CatchupError::Expired | CatchupError::Truncated => {
                 FeedError::Resync(e)
             }
+            CatchupError::ContextFailed(failure) => FeedError::ContextFailed(failure),
             other => FeedError::Catchup(other),
         }
     }
@@ -126,6 +131,7 @@ impl Feed {
                     interest,
                     cursor,
                     registration.position.clone(),
+                    self.hub.authorizer_stats().clone(),
                 )
                 .map(|r| r.map_err(FeedError::from)),
             ),
@@ -139,6 +145,7 @@ impl Feed {
                 Err(match ended.get() {
                     Some(EndReason::SlowConsumer) => FeedError::SlowConsumer(capacity),
                     Some(EndReason::TableGone) => FeedError::TableGone,
+                    Some(EndReason::ContextFailed(failure)) => FeedError::ContextFailed(*failure),
                     None => FeedError::Unavailable("subscription closed"),
                 })
             }));

@@ -4,9 +4,12 @@
 //! subscriptions by table, operation and filter; [`super::delivery`] decides,
 //! with one authorizer round trip, which version of which row each gets; each
 //! subscription's bounded queue receives its deliveries in outbox order. A
-//! subscriber whose queue is full is ended with an error, never skipped.
+//! subscriber whose queue is full is ended with an error, never skipped; so is
+//! one whose security context the authorizer could not evaluate (its role was
+//! dropped, say): it alone, the other subscribers get their deliveries.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -15,7 +18,7 @@ use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
 use crate::db::DbError;
-use crate::db::authorizer::Authorize;
+use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolation};
 
 struct Entry {
     id: u64,
@@ -33,6 +36,9 @@ pub enum EndReason {
     SlowConsumer,
     /// Its table was dropped or is no longer tracked.
     TableGone,
+    /// Its security context (role and claims) could not be evaluated: it got
+    /// an exact prefix of its events, up to the page that failed.
+    ContextFailed(ContextFailure),
 }
 
 #[derive(Default)]
@@ -51,6 +57,8 @@ pub struct Hub {
     /// Asks the listener to read now (for example, for a cursor ahead of it).
     wake: Arc<Notify>,
     authorizer: Arc<dyn Authorize>,
+    /// What the authorizer had to deal with (live pages and catch-up).
+    authorizer_stats: Arc<AuthorizerStats>,
     /// Bumped on every registry change, for those waiting on it.
     changes: watch::Sender<u64>,
     /// Deliveries a subscription may have queued before it counts as too slow.
@@ -96,6 +104,7 @@ impl Hub {
             position: watch::Sender::new(None),
             wake: Arc::new(Notify::new()),
             authorizer,
+            authorizer_stats: Arc::default(),
             changes: watch::Sender::new(0),
             queue_capacity: queue_capacity.max(1),
         })
@@ -104,6 +113,11 @@ impl Hub {
     /// Capacity of each subscription's queue.
     pub fn queue_capacity(&self) -> usize {
         self.queue_capacity
+    }
+
+    /// What the authorizer had to deal with, for `/metrics`.
+    pub fn authorizer_stats(&self) -> &Arc<AuthorizerStats> {
+        &self.authorizer_stats
     }
 
     /// Notified when the listener should read at once.
@@ -223,12 +237,16 @@ impl Hub {
         reg.epoch
     }
 
-    /// Routes one page of a batch: match, authorize, enqueue.
+    /// Routes one page of a batch: match, authorize, enqueue. Subscriptions
+    /// whose security context failed are ended (with none of this page's
+    /// events); an error means nothing was delivered and the page must be
+    /// retried (with [`Isolation::Always`] after a few attempts).
     pub async fn dispatch(
         &self,
         events: &[Arc<Event>],
         bounds: &Arc<Bounds>,
         epoch: u64,
+        isolation: Isolation,
     ) -> Result<DispatchStats, DbError> {
         let candidates = self.match_events(events, epoch);
         if candidates.is_empty() {
@@ -240,19 +258,33 @@ impl Hub {
                 .iter()
                 .map(|c| (c.event, &c.entry.interest.caller)),
         );
-        let verdicts = plan.authorize(self.authorizer.as_ref()).await?;
+        let verdicts = plan
+            .authorize(self.authorizer.as_ref(), isolation, &self.authorizer_stats)
+            .await?;
         let mut stats = DispatchStats {
             contexts: plan.context_count(),
+            contexts_failed: verdicts.failed_contexts(),
             ..DispatchStats::default()
         };
         for (i, cand) in candidates.iter().enumerate() {
+            if cand.entry.ended.get().is_some() {
+                continue;
+            }
+            if let Some(failure) = verdicts.failure(plan.context_of(i)) {
+                // Whether it may see this page's rows is unknown: end it
+                // rather than let it miss events it would never know of.
+                let _ = cand.entry.ended.set(EndReason::ContextFailed(failure));
+                stats.context_ended += 1;
+                self.authorizer_stats
+                    .subscriptions_ended
+                    .fetch_add(1, Ordering::Relaxed);
+                self.remove(cand.entry.interest.relid, cand.entry.id);
+                continue;
+            }
             let Some(delivery) = plan.decide(i, &cand.entry.interest, &verdicts, bounds) else {
                 continue;
             };
             stats.delivered += 1;
-            if cand.entry.ended.get().is_some() {
-                continue;
-            }
             if cand.entry.queue.try_send(delivery).is_err() {
                 // Full (or the subscriber is gone): end it with an error
                 // rather than skip events it would never know it missed.
@@ -301,6 +333,10 @@ pub struct DispatchStats {
     pub delivered: usize,
     /// Subscriptions ended because their queue was full.
     pub overflowed: usize,
+    /// Security contexts that could not be evaluated.
+    pub contexts_failed: usize,
+    /// Subscriptions ended because their security context failed.
+    pub context_ended: usize,
 }
 
 struct Candidate {

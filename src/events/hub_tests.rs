@@ -1,5 +1,6 @@
 //! The hub as a registry, driven without Postgres: a stand-in authorizer lets
-//! a user see the rows whose `owner` is its `sub`.
+//! a user see the rows whose `owner` is its `sub`, and fails the context of
+//! user `mallory` (as a dropped role would).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,11 +10,12 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::auth::Caller;
-use crate::db::authorizer::{Authorize, Check, Verdicts};
+use crate::db::authorizer::{Authorize, Check, ContextFailure, Isolation, Verdicts};
 use crate::events::filter::Filter;
 use crate::events::{Op, OpSet};
 
-/// Visible when the image's `owner` is the caller's `sub`; every column selectable but `secret`.
+/// Visible when the image's `owner` is the caller's `sub`; every column
+/// selectable but `secret`; `mallory`'s context fails.
 struct OwnerSees;
 
 impl Authorize for OwnerSees {
@@ -21,6 +23,7 @@ impl Authorize for OwnerSees {
         &'a self,
         contexts: &'a [&'a Caller],
         checks: &'a [Check],
+        _isolation: Isolation,
     ) -> BoxFuture<'a, Result<Verdicts, DbError>> {
         let visible = checks
             .iter()
@@ -35,9 +38,13 @@ impl Authorize for OwnerSees {
                 )
             })
             .collect();
-        Box::pin(std::future::ready(Ok(Verdicts::from_parts(
-            visible, columns,
-        ))))
+        let mut verdicts = Verdicts::from_parts(visible, columns);
+        for (i, c) in contexts.iter().enumerate() {
+            if c.sub() == Some("mallory") {
+                verdicts = verdicts.with_failure(i, ContextFailure::Role);
+            }
+        }
+        Box::pin(std::future::ready(Ok(verdicts)))
     }
 }
 
@@ -87,7 +94,9 @@ async fn dispatch(hub: &Hub, events: &[Arc<Event>]) -> DispatchStats {
         high: high.clone(),
     });
     let epoch = hub.begin_batch(&high);
-    hub.dispatch(events, &bounds, epoch).await.unwrap()
+    hub.dispatch(events, &bounds, epoch, Isolation::OnError)
+        .await
+        .unwrap()
 }
 
 fn drain(registration: &mut Registration) -> Vec<(Op, Option<Value>, Option<Value>)> {
@@ -182,9 +191,107 @@ async fn a_subscription_receives_only_batches_begun_after_it_joined() {
         &[event(1, Op::Insert, row(1, "alice"), None)],
         &bounds,
         epoch,
+        Isolation::OnError,
     )
     .await
     .unwrap();
     assert_eq!(drain(&mut alice), []);
     assert_eq!(alice.position, "11:11:".parse().unwrap());
+}
+
+#[tokio::test]
+async fn a_failed_context_ends_only_its_own_subscriptions_with_none_of_the_page() {
+    let hub = hub(16);
+    let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let mut mallory = hub.register(interest("mallory", OpSet::ALL)).unwrap();
+    let mut mallory_inserts = hub
+        .register(interest("mallory", OpSet::of([Op::Insert])))
+        .unwrap();
+    let stats = dispatch(
+        &hub,
+        &[
+            event(1, Op::Insert, row(1, "mallory"), None),
+            event(2, Op::Insert, row(2, "alice"), None),
+            // Needs no verdict, but mallory's page failed: not delivered either.
+            event(3, Op::Truncate, None, None),
+        ],
+    )
+    .await;
+    assert_eq!(stats.contexts_failed, 1);
+    assert_eq!(stats.context_ended, 2);
+    assert_eq!(
+        drain(&mut alice),
+        [
+            (Op::Insert, Some(json!({"id": 2, "owner": "alice"})), None),
+            (Op::Truncate, None, None),
+        ]
+    );
+    for sub in [&mut mallory, &mut mallory_inserts] {
+        assert_eq!(drain(sub), []);
+        assert_eq!(
+            sub.ended.get(),
+            Some(&EndReason::ContextFailed(ContextFailure::Role))
+        );
+        assert!(sub.queue.recv().await.is_none(), "the queue is closed");
+    }
+    assert_eq!(hub.subscription_count(), 1);
+    let counted = hub.authorizer_stats();
+    assert_eq!(
+        counted
+            .contexts_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        counted
+            .subscriptions_ended
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+#[tokio::test]
+async fn catch_up_for_a_failed_context_ends_with_its_failure_and_others_replay() {
+    use crate::db::authorizer::AuthorizerStats;
+    use crate::events::delivery::{DecideError, deliveries_for};
+
+    let bounds = Arc::new(Bounds {
+        low: "10:10:".parse().unwrap(),
+        high: "11:11:".parse().unwrap(),
+    });
+    let events = [
+        event(1, Op::Insert, row(1, "mallory"), None),
+        event(2, Op::Insert, row(2, "alice"), None),
+    ];
+    let stats = AuthorizerStats::default();
+    let mallory = deliveries_for(
+        &OwnerSees,
+        &stats,
+        &interest("mallory", OpSet::ALL),
+        &events,
+        &bounds,
+    )
+    .await;
+    assert!(
+        matches!(
+            mallory,
+            Err(DecideError::ContextFailed(ContextFailure::Role))
+        ),
+        "{mallory:?}"
+    );
+    let alice = deliveries_for(
+        &OwnerSees,
+        &stats,
+        &interest("alice", OpSet::ALL),
+        &events,
+        &bounds,
+    )
+    .await
+    .unwrap();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0].event.id, 2);
+    let ended = stats
+        .subscriptions_ended
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(ended, 1);
 }

@@ -8,9 +8,21 @@
 //! catches up from the last snapshot it dispatched, so nothing committed in
 //! the meantime is missed. A heartbeat (a NOTIFY to itself that must come
 //! back) notices half-open connections that TCP alone would not.
+//!
+//! Anyone may NOTIFY pgherald's channels, so a notification is never trusted
+//! for more than a wake-up: one on `herald` only causes a read (of what the
+//! snapshots say committed), one on `herald_catalog` only a comparison of the
+//! catalog, and a heartbeat counts only when it is this session's own: sent
+//! by this connection's backend, carrying this session's random token and a
+//! sequence number already sent.
+//!
+//! A page whose authorization fails is retried (after a reconnect, with
+//! backoff); from the [`ISOLATE_AFTER`]th attempt on, its security contexts
+//! are authorized one per call and any that fails is ended alone, so that a
+//! deterministic failure cannot hold every subscriber forever.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,6 +34,7 @@ use super::delivery::Bounds;
 use super::hub::Hub;
 use super::outbox::{self, OutboxError, PAGE_SIZE};
 use super::snapshot::Snapshot;
+use crate::db::authorizer::Isolation;
 
 /// Channel the capture trigger notifies.
 pub const CHANNEL: &str = "herald";
@@ -29,6 +42,9 @@ pub const CHANNEL: &str = "herald";
 const HEARTBEAT_CHANNEL: &str = "herald_heartbeat";
 /// Channel `herald.track`/`untrack` and the DDL event trigger notify.
 pub const CATALOG_CHANNEL: &str = "herald_catalog";
+/// Failed attempts at a page after which its contexts are authorized one per
+/// call, and a failing one ended, whatever the error.
+pub const ISOLATE_AFTER: u32 = 3;
 
 /// Listener timings.
 #[derive(Clone, Debug)]
@@ -71,6 +87,14 @@ pub struct ListenerStatus {
     pub deliveries: AtomicU64,
     /// Subscriptions ended for a full queue.
     pub overflows: AtomicU64,
+    /// Sequence number of the last heartbeat sent on the current connection.
+    pub heartbeat_sent: AtomicU64,
+    /// Sequence number of the last of this connection's own heartbeats seen
+    /// back (never above `heartbeat_sent`).
+    pub heartbeat_seen: AtomicU64,
+    /// Notifications on the heartbeat channel that were not this session's
+    /// own heartbeat (ignored).
+    pub foreign_heartbeats: AtomicU64,
     /// Woken when tracking or a tracked table's definition may have changed
     /// (and on every connect, since notifications may have been missed).
     pub catalog: Arc<Notify>,
@@ -85,6 +109,9 @@ impl Default for ListenerStatus {
             events: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            heartbeat_sent: AtomicU64::new(0),
+            heartbeat_seen: AtomicU64::new(0),
+            foreign_heartbeats: AtomicU64::new(0),
             catalog: Arc::new(Notify::new()),
         }
     }
@@ -169,6 +196,84 @@ struct Progress {
     low: Option<Snapshot>,
     /// A batch under way: its bounds, epoch, and last dispatched id.
     batch: Option<(Arc<Bounds>, u64, i64)>,
+    /// Failed attempts at dispatching the next page of the batch.
+    failures: u32,
+}
+
+/// One connection's heartbeat: the sequence numbers it sent, and which
+/// notifications on the heartbeat channel count as its own coming back.
+/// Anyone may NOTIFY the channel (and read the token, by listening): only a
+/// notification from this connection's own backend, with this session's
+/// token and a sequence number already sent, counts.
+struct Heartbeat {
+    token: String,
+    /// This connection's backend pid; 0 until known (nothing counts then).
+    pid: AtomicI32,
+    status: Arc<ListenerStatus>,
+}
+
+impl Heartbeat {
+    fn new(status: Arc<ListenerStatus>) -> Heartbeat {
+        status.heartbeat_sent.store(0, Ordering::Relaxed);
+        status.heartbeat_seen.store(0, Ordering::Relaxed);
+        Heartbeat {
+            token: session_token(),
+            pid: AtomicI32::new(0),
+            status,
+        }
+    }
+
+    /// This connection's backend is `pid`.
+    fn set_pid(&self, pid: i32) {
+        self.pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// Whether a heartbeat sent has not come back.
+    fn overdue(&self) -> bool {
+        self.status.heartbeat_seen.load(Ordering::Relaxed)
+            < self.status.heartbeat_sent.load(Ordering::Relaxed)
+    }
+
+    /// Counts the next heartbeat as sent; returns its payload.
+    fn next_payload(&self) -> String {
+        let seq = self.status.heartbeat_sent.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}:{seq}", self.token)
+    }
+
+    /// A notification on the heartbeat channel from backend `pid`: counts
+    /// it if it is one of ours; returns whether it was.
+    fn receive(&self, pid: i32, payload: &str) -> bool {
+        let own = pid != 0 && pid == self.pid.load(Ordering::Relaxed);
+        let seq = payload
+            .strip_prefix(self.token.as_str())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .and_then(|seq| seq.parse::<u64>().ok())
+            .filter(|&seq| seq <= self.status.heartbeat_sent.load(Ordering::Relaxed));
+        match seq {
+            Some(seq) if own => {
+                self.status.heartbeat_seen.fetch_max(seq, Ordering::Relaxed);
+                true
+            }
+            _ => {
+                self.status
+                    .foreign_heartbeats
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// A random token per listener session (std's hasher keys are random per
+/// process and differ per instance).
+fn session_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    format!("{:016x}", hasher.finish())
 }
 
 /// One connection's lifetime. Returns `Ok` only on shutdown.
@@ -176,13 +281,13 @@ async fn session(
     config: &crate::db::tls::Connector,
     timings: &ListenerConfig,
     hub: &Arc<Hub>,
-    status: &ListenerStatus,
+    status: &Arc<ListenerStatus>,
     progress: &mut Progress,
     shutdown: &CancellationToken,
 ) -> Result<(), ListenError> {
     let (client, mut connection) = config.connect().await?;
     let wake = hub.wake_handle();
-    let heartbeat_seen = Arc::new(AtomicU64::new(0));
+    let heartbeat = Arc::new(Heartbeat::new(status.clone()));
     let closed = CancellationToken::new();
 
     // Drive the connection ourselves: a pooled connection would drop the
@@ -190,15 +295,15 @@ async fn session(
     let driver = {
         let wake = wake.clone();
         let catalog = status.catalog.clone();
-        let heartbeat_seen = heartbeat_seen.clone();
+        let heartbeat = heartbeat.clone();
         let closed = closed.clone();
         tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(n)) if n.channel() == HEARTBEAT_CHANNEL => {
-                        if let Ok(seq) = n.payload().parse::<u64>() {
-                            heartbeat_seen.fetch_max(seq, Ordering::Relaxed);
+                        if !heartbeat.receive(n.process_id(), n.payload()) {
+                            tracing::debug!(pid = n.process_id(), "ignored a foreign heartbeat");
                         }
                     }
                     Ok(AsyncMessage::Notification(n)) if n.channel() == CATALOG_CHANNEL => {
@@ -224,6 +329,10 @@ async fn session(
         )),
     )
     .await??;
+    let pid: i32 = timed(timings, client.query_one("select pg_backend_pid()", &[]))
+        .await??
+        .get(0);
+    heartbeat.set_pid(pid);
     if progress.low.is_none() {
         // First start: the stream begins now. Clients with a cursor catch up
         // from the outbox.
@@ -239,20 +348,18 @@ async fn session(
     drain(&client, timings, hub, status, progress).await?;
 
     let mut safety = tokio::time::interval(timings.safety_interval);
-    let mut heartbeat = tokio::time::interval(timings.heartbeat_interval);
-    let mut heartbeat_sent = 0u64;
+    let mut heartbeat_tick = tokio::time::interval(timings.heartbeat_interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = closed.cancelled() => return Err(ListenError::Closed),
             _ = wake.notified() => {}
             _ = safety.tick() => {}
-            _ = heartbeat.tick() => {
-                if heartbeat_seen.load(Ordering::Relaxed) < heartbeat_sent {
+            _ = heartbeat_tick.tick() => {
+                if heartbeat.overdue() {
                     return Err(ListenError::Heartbeat);
                 }
-                heartbeat_sent += 1;
-                let sql = format!("NOTIFY {HEARTBEAT_CHANNEL}, '{heartbeat_sent}'");
+                let sql = format!("NOTIFY {HEARTBEAT_CHANNEL}, '{}'", heartbeat.next_payload());
                 timed(timings, client.batch_execute(&sql)).await??;
                 continue;
             }
@@ -288,7 +395,21 @@ async fn drain(
         )
         .await??;
         if let Some(last) = page.last() {
-            let stats = hub.dispatch(&page, &bounds, epoch).await?;
+            let isolation = if progress.failures >= ISOLATE_AFTER {
+                Isolation::Always
+            } else {
+                Isolation::OnError
+            };
+            let stats = match hub.dispatch(&page, &bounds, epoch, isolation).await {
+                Ok(stats) => stats,
+                Err(e) => {
+                    progress.failures += 1;
+                    tracing::warn!(error = %e, attempt = progress.failures, ?isolation,
+                        "authorizing a page failed; it will be retried");
+                    return Err(e.into());
+                }
+            };
+            progress.failures = 0;
             status
                 .events
                 .fetch_add(page.len() as u64, Ordering::Relaxed);
@@ -328,5 +449,66 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat() -> Heartbeat {
+        let hb = Heartbeat::new(Arc::new(ListenerStatus::default()));
+        hb.set_pid(4242);
+        hb
+    }
+
+    #[test]
+    fn its_own_heartbeats_come_back() {
+        let hb = heartbeat();
+        assert!(!hb.overdue());
+        let first = hb.next_payload();
+        assert!(hb.overdue());
+        assert!(hb.receive(4242, &first));
+        assert!(!hb.overdue());
+        let second = hb.next_payload();
+        let third = hb.next_payload();
+        assert!(hb.receive(4242, &third));
+        assert!(hb.receive(4242, &second), "a late one still counts");
+        assert!(!hb.overdue());
+        assert_eq!(hb.status.heartbeat_seen.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn spoofed_heartbeats_do_not_mask_a_missing_one() {
+        let hb = heartbeat();
+        let own = hb.next_payload();
+        let token = own.split(':').next().unwrap().to_owned();
+        for (pid, payload) in [
+            // Another backend, even with the right token and sequence.
+            (77, own.clone()),
+            (0, own.clone()),
+            // The old format, and numbers ahead of what was sent.
+            (4242, "999999999".to_owned()),
+            (4242, format!("{token}:999999999")),
+            (77, format!("{token}:999999999")),
+            // Another session's token.
+            (4242, "0123456789abcdef:1".to_owned()),
+            (4242, format!("{token}:")),
+            (4242, format!("{token}:1:2")),
+            (4242, String::new()),
+        ] {
+            assert!(!hb.receive(pid, &payload), "{pid} {payload:?}");
+            assert!(hb.overdue(), "{pid} {payload:?} must not count");
+        }
+        assert_eq!(hb.status.heartbeat_seen.load(Ordering::Relaxed), 0);
+        assert_eq!(hb.status.foreign_heartbeats.load(Ordering::Relaxed), 9);
+        assert!(hb.receive(4242, &own));
+        assert!(!hb.overdue());
+    }
+
+    #[test]
+    fn sessions_have_different_tokens() {
+        assert_ne!(session_token(), session_token());
+        assert_eq!(session_token().len(), 16);
     }
 }

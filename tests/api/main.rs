@@ -9,6 +9,7 @@ mod delivery;
 mod filter;
 mod guarantees;
 mod helpers;
+mod hostile;
 mod http;
 mod migrate;
 mod own_schema;

@@ -64,6 +64,26 @@ pub async fn spawn_app_on(admin_url: &str) -> TestApp {
     spawn_app_on_database(db, |_| {}).await
 }
 
+/// Starts an instance on a fresh database after running `sql` on it as the
+/// owner: for settings that connections read only when they open, such as
+/// `alter role herald_authenticator in database ... set ...`.
+pub async fn spawn_app_after(sql: &str) -> TestApp {
+    let db = fresh_database().await;
+    let base = base_admin_url();
+    let admin_url = url_for(
+        &base,
+        &admin_user(&base),
+        admin_password(&base).as_deref(),
+        &db,
+    );
+    connect(&admin_url)
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    spawn_app_on_database(&db, |_| {}).await
+}
+
 /// The login role's connection string for database `db`.
 pub fn app_url_for(db: &str) -> String {
     url_for(
