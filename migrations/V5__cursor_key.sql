@@ -7,7 +7,7 @@ alter table herald.meta
   default replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
 
 create function herald.cursor_key() returns text
-language sql stable security definer set search_path = pg_catalog as $$
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   select cursor_key from herald.meta
 $$;
 
