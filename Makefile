@@ -27,7 +27,7 @@ PGHERALD := $(TARGET_DIR)/release/pgherald
 DBENV := scripts/dbenv.sh
 ARGS ?=
 
-.PHONY: all build migrate run psql test bench pg-start pg-stop pg-destroy fmt lint
+.PHONY: all build migrate run psql test bench fuzz pg-start pg-stop pg-destroy fmt lint
 
 all: build
 
@@ -50,6 +50,11 @@ test:
 
 bench:
 	scripts/bench.sh $(ARGS)
+
+# Longer fuzzing than `make test` runs (tests/fuzz.rs): FUZZ_CASES per target.
+FUZZ_CASES ?= 200000
+fuzz:
+	PGHERALD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test fuzz
 
 pg-start:
 	@scripts/pg.sh start
