@@ -62,6 +62,31 @@ async fn live_visibility(
     let mut live = h.live.lock().await;
     let mut out = Vec::with_capacity(contexts.len());
     for ctx in contexts {
+        // A role that may not select the key sees nothing (a live SELECT
+        // would fail with permission denied).
+        let may_select: bool = h
+            .app
+            .admin
+            .query_one(
+                "select bool_and(has_column_privilege($1::text::name, $2::text, c, 'SELECT'))
+                   from unnest($3::text[]) c",
+                &[
+                    &ctx.caller.role,
+                    &table.name,
+                    &table
+                        .pk
+                        .iter()
+                        .map(|(c, _)| c.to_string())
+                        .collect::<Vec<_>>(),
+                ],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if !may_select {
+            out.push(vec![false; images.len()]);
+            continue;
+        }
         let fail = |e: tokio_postgres::Error| {
             TestCaseError::fail(format!(
                 "live check on {} as {}: {e}",

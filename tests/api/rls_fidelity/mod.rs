@@ -25,6 +25,7 @@
 mod comparison;
 mod demo;
 mod mixed_policies;
+mod roles;
 
 use std::cell::Cell;
 
