@@ -21,7 +21,9 @@ use crate::events::hub::Hub;
 use crate::events::listener::{self, ListenerConfig, ListenerStatus};
 use crate::graphql::{self, SchemaHandle};
 use crate::http;
+use crate::origin::AllowedOrigins;
 use crate::state::AppState;
+use crate::ws;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,12 @@ pub struct Application {
 impl Application {
     /// Connects, checks the database, binds, and starts every task.
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        let invalid = config.validate();
+        if !invalid.is_empty() {
+            return Err(StartError::Config(invalid.join("; ")));
+        }
+        let origins = AllowedOrigins::parse(&config.allowed_origins)
+            .map_err(|e| StartError::Config(e.join("; ")))?;
         let verifier = match &config.jwt {
             JwtKey::Secret(s) if s.is_empty() => {
                 return Err(StartError::Config("HERALD_JWT_SECRET is empty".into()));
@@ -103,6 +111,11 @@ impl Application {
             listener: status.clone(),
             limits: config.limits.clone(),
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connections: ws::Registry::new(
+                config.limits.max_connections_per_ip,
+                config.limits.max_connections_per_subject,
+            ),
+            origins,
             shutdown: shutdown.clone(),
         });
 
@@ -122,10 +135,12 @@ impl Application {
             shutdown.clone(),
         ));
         let routes = http::routes(state.clone());
-        let server = warp::serve(routes)
-            .incoming(tcp)
-            .graceful(shutdown.clone().cancelled_owned());
-        tasks.spawn(server.run());
+        tasks.spawn(http::serve(
+            tcp,
+            routes,
+            config.limits.header_read_timeout,
+            shutdown.clone(),
+        ));
         tasks.close();
         tracing::info!(%addr, "pgherald serving");
         Ok(Application { addr, state, tasks })

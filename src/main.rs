@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use pgherald::auth::Verifier;
 use pgherald::config::parse_duration;
-use pgherald::{Application, Config, JwtKey};
+use pgherald::{Application, Config, JwtKey, Limits};
 
 #[derive(Parser)]
 #[command(
@@ -31,11 +31,70 @@ struct KeyArgs {
     jwt_public_key_file: Option<PathBuf>,
 }
 
+/// Limits that protect the instance and other clients from one client, and
+/// who may use the `JWT` cookie (`serve`).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Origins besides the server's own whose requests may authenticate
+    /// with the JWT cookie, comma-separated (scheme://host[:port]).
+    #[arg(long, env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Longest a WebSocket write may take; a client that stops reading is dropped.
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    write_timeout: Duration,
+    /// Open WebSocket connections per client IP (0: no cap); more are refused with 429.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Open WebSocket connections per token subject (0: no cap); more are closed with 4429.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_SUBJECT", default_value_t = Limits::default().max_connections_per_subject)]
+    max_connections_per_subject: usize,
+    /// Time a client has to send an HTTP request's headers.
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Open WebSocket connections per instance; more are closed with 1013.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Largest WebSocket message and HTTP body, in bytes.
+    #[arg(long, env = "HERALD_MAX_MESSAGE_BYTES", default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Operations one WebSocket connection may run at once.
+    #[arg(long, env = "HERALD_MAX_OPERATIONS", default_value_t = Limits::default().max_operations)]
+    max_operations: usize,
+    /// Time from the WebSocket upgrade to an accepted connection_init.
+    #[arg(long, env = "HERALD_INIT_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    init_timeout: Duration,
+    /// Interval of WebSocket ping frames.
+    #[arg(long, env = "HERALD_PING_INTERVAL", default_value = "12s", value_parser = parse_duration)]
+    ping_interval: Duration,
+    /// Deliveries a subscription may have queued before it ends with SLOW_CONSUMER.
+    #[arg(long, env = "HERALD_SUBSCRIPTION_QUEUE", default_value_t = Limits::default().subscription_queue)]
+    subscription_queue: usize,
+}
+
+impl LimitArgs {
+    /// Puts the limits into `config`.
+    fn apply(self, config: &mut Config) {
+        config.allowed_origins = self.allowed_origins;
+        config.limits = Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_operations: self.max_operations,
+            max_connections: self.max_connections,
+            init_timeout: self.init_timeout,
+            ping_interval: self.ping_interval,
+            subscription_queue: self.subscription_queue,
+            write_timeout: self.write_timeout,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections_per_subject: self.max_connections_per_subject,
+            header_read_timeout: self.header_read_timeout,
+        };
+    }
+}
+
 impl KeyArgs {
     fn key(&self) -> anyhow::Result<JwtKey> {
         match (&self.jwt_public_key_file, &self.jwt_secret) {
             (Some(path), _) => Ok(JwtKey::PublicKeyFile(path.clone())),
-            (None, Some(secret)) => Ok(JwtKey::Secret(secret.clone())),
+            (None, Some(secret)) => Ok(JwtKey::Secret(secret.clone().into())),
             (None, None) => anyhow::bail!(
                 "HERALD_JWT_SECRET (or HERALD_JWT_PUBLIC_KEY_FILE) is required; `make run` sets a development secret"
             ),
@@ -43,6 +102,9 @@ impl KeyArgs {
     }
 }
 
+// `Serve` carries every serve flag; the enum is built once per process, so
+// its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve GraphQL over HTTP and WebSocket.
@@ -64,6 +126,8 @@ enum Command {
         /// How long events are kept for resuming clients.
         #[arg(long, env = "HERALD_RETENTION", default_value = "24h", value_parser = parse_duration)]
         retention: Duration,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Create roles and apply pgherald's migrations (and, with --demo, the demo schema).
     Migrate {
@@ -154,12 +218,22 @@ async fn run() -> anyhow::Result<()> {
             anon_role,
             pool_size,
             retention,
+            limits,
         } => {
             let mut config = Config::new(database_url, key.key()?);
+            limits.apply(&mut config);
             config.listen = listen;
             config.anon_role = anon_role;
             config.pool_size = pool_size;
             config.retention = retention;
+            let invalid = config.validate();
+            if !invalid.is_empty() {
+                // One line per invalid setting, all of them at once.
+                for line in invalid {
+                    eprintln!("error: {line}");
+                }
+                std::process::exit(1);
+            }
             let app = Application::build(config).await?;
             app.run_until(shutdown_signal()).await;
         }

@@ -14,6 +14,20 @@ use crate::events::feed::Feed;
 use crate::events::hub::Hub;
 use crate::events::listener::ListenerStatus;
 use crate::graphql::{Context, SchemaHandle};
+use crate::origin::AllowedOrigins;
+use crate::ws::Registry;
+
+/// Why a caller could not be established.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    /// The token was refused (missing, invalid, expired, a role not allowed).
+    #[error(transparent)]
+    Refused(#[from] AuthError),
+    /// The token could not be checked: the database did not answer. Not the
+    /// client's fault; it may try again.
+    #[error("service unavailable: the database could not be reached")]
+    Unavailable,
+}
 
 /// State shared by every request and connection.
 pub struct AppState {
@@ -37,24 +51,30 @@ pub struct AppState {
     pub limits: Limits,
     /// Caps open WebSocket connections.
     pub connection_permits: Arc<Semaphore>,
+    /// Open WebSocket connections per client IP and per subject.
+    pub connections: Arc<Registry>,
+    /// Origins besides the server's own that may authenticate with the cookie.
+    pub origins: AllowedOrigins,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
 
 impl AppState {
     /// The caller for `token`: verified, and its role one the login role may assume.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, AuthError> {
+    /// A database failure during the role check is [`LoginError::Unavailable`],
+    /// never a refusal of the token.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, LoginError> {
         let caller = match (token, &self.anon_role) {
             (Some(token), _) => self.verifier.verify(token)?,
             (None, Some(anon)) => return Ok(Caller::anonymous(anon)),
-            (None, None) => return Err(AuthError::Missing),
+            (None, None) => return Err(AuthError::Missing.into()),
         };
         match self.roles.may_assume(&self.pool, &caller.role).await {
             Ok(true) => Ok(caller),
-            Ok(false) => Err(AuthError::RoleNotAllowed(caller.role)),
+            Ok(false) => Err(AuthError::RoleNotAllowed(caller.role).into()),
             Err(e) => {
-                tracing::error!(error = %e, "role check failed");
-                Err(AuthError::Invalid)
+                tracing::error!(error = %e, "role check failed: database unavailable");
+                Err(LoginError::Unavailable)
             }
         }
     }

@@ -4,11 +4,13 @@
 mod capture;
 mod clients;
 mod config;
+mod cross_site;
 mod delivery;
 mod filter;
 mod helpers;
 mod hostile;
 mod http;
+mod limits;
 mod migrate;
 mod own_schema;
 mod protocol;
