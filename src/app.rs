@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
-use crate::config::{Config, JwtKey};
+use crate::config::Config;
 use crate::db::authorizer::PgAuthorizer;
 use crate::db::roles::{self, RoleGate};
 use crate::db::{self, catalog, pool};
@@ -63,17 +63,10 @@ impl Application {
         }
         let origins = AllowedOrigins::parse(&config.allowed_origins)
             .map_err(|e| StartError::Config(e.join("; ")))?;
-        let verifier = match &config.jwt {
-            JwtKey::Secret(s) if s.is_empty() => {
-                return Err(StartError::Config("HERALD_JWT_SECRET is empty".into()));
-            }
-            JwtKey::Secret(s) => Verifier::hs256(s.as_bytes()),
-            JwtKey::PublicKeyFile(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?;
-                Verifier::public_key_pem(&pem).map_err(|e| StartError::Config(e.to_string()))?
-            }
-        };
+        // With a JWKS URL, its first fetch happens here and must succeed.
+        let verifier = Verifier::from_config(&config)
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let pool = pool::build(&config.database_url, config.pool_size)
             .map_err(|e| StartError::Config(e.to_string()))?;
         roles::check_login_role(&pool).await?;
@@ -106,7 +99,7 @@ impl Application {
             feed: Arc::new(Feed::new(hub.clone(), pool.clone(), identity)),
             schema: SchemaHandle::new(graphql::build(catalog)),
             verifier,
-            roles: RoleGate::default(),
+            roles: RoleGate::new(config.role_cache_ttl),
             anon_role: config.anon_role.clone(),
             listener: status.clone(),
             limits: config.limits.clone(),
@@ -128,6 +121,9 @@ impl Application {
             shutdown.clone(),
         ));
         tasks.spawn(reload_schema(state.clone(), status, shutdown.clone()));
+        if let Some(refresh_keys) = state.verifier.refresher(shutdown.clone()) {
+            tasks.spawn(refresh_keys);
+        }
         tasks.spawn(prune_periodically(
             pool,
             config.retention,

@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::RoleClaim;
 use crate::origin::AllowedOrigins;
 
 /// A secret: usable as a `str`, printed by `Debug` as `[redacted]`.
@@ -104,6 +105,9 @@ pub enum JwtKey {
     Secret(Secret),
     /// PEM public key file for RS256/ES256.
     PublicKeyFile(PathBuf),
+    /// JWKS URL (an identity provider's published keys, fetched and
+    /// refreshed; keys chosen by `kid`).
+    Jwks(String),
 }
 
 /// Limits that protect the process and other subscribers from one client.
@@ -185,6 +189,21 @@ pub struct Config {
     pub listen: SocketAddr,
     /// JWT verification key.
     pub jwt: JwtKey,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub jwt_leeway: Duration,
+    /// Required `aud` claim; `None` leaves `aud` unchecked.
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim; `None` leaves `iss` unchecked.
+    pub jwt_issuer: Option<String>,
+    /// Where the role is in the claims (a JSON pointer).
+    pub jwt_role_claim: RoleClaim,
+    /// How often a JWKS is fetched again.
+    pub jwks_refresh: Duration,
+    /// Least time between JWKS fetches caused by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
+    /// How long a role found assumable is trusted before it is checked
+    /// again (a revoked grant is refused on the next connection after this).
+    pub role_cache_ttl: Duration,
     /// Role for connections without a token; `None` rejects them.
     pub anon_role: Option<String>,
     /// Query pool size.
@@ -207,6 +226,13 @@ impl Config {
             database_url: DatabaseUrl(database_url.into()),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwt,
+            jwt_leeway: Duration::from_secs(30),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_role_claim: RoleClaim::default(),
+            jwks_refresh: Duration::from_secs(600),
+            jwks_min_refetch: Duration::from_secs(30),
+            role_cache_ttl: Duration::from_secs(60),
             anon_role: None,
             pool_size: 16,
             retention: Duration::from_secs(24 * 3600),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use pgherald::auth::Verifier;
+use pgherald::auth::{RoleClaim, TokenRules, Verifier};
 use pgherald::config::parse_duration;
 use pgherald::{Application, Config, JwtKey, Limits};
 
@@ -29,6 +29,52 @@ struct KeyArgs {
     /// PEM public key (RS256/ES256) instead of a secret.
     #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE")]
     jwt_public_key_file: Option<PathBuf>,
+    /// JWKS URL of an identity provider (keys by `kid`, refreshed);
+    /// wins over the public key and the secret.
+    #[arg(long, env = "HERALD_JWKS_URL")]
+    jwks_url: Option<String>,
+}
+
+/// What tokens carry: checked by `serve`, written by `token`.
+#[derive(clap::Args)]
+struct ClaimArgs {
+    /// Required `aud` claim (unset: `aud` is not checked).
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Required `iss` claim (unset: `iss` is not checked).
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Where the role is in the claims: a JSON pointer, e.g. /app_metadata/role
+    /// (`~1` stands for `/` inside a name).
+    #[arg(long, env = "HERALD_JWT_ROLE_CLAIM", default_value = "/role")]
+    jwt_role_claim: RoleClaim,
+}
+
+impl ClaimArgs {
+    /// The rules minted tokens are written for.
+    fn rules(&self) -> TokenRules {
+        TokenRules {
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            role_claim: self.jwt_role_claim.clone(),
+            ..TokenRules::default()
+        }
+    }
+}
+
+/// How `serve` checks tokens over time.
+#[derive(clap::Args)]
+struct TokenCheckArgs {
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "HERALD_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    jwt_leeway: Duration,
+    /// How often the JWKS is fetched again.
+    #[arg(long, env = "HERALD_JWKS_REFRESH", default_value = "10m", value_parser = parse_duration)]
+    jwks_refresh: Duration,
+    /// How long a token role found assumable is trusted before it is checked
+    /// again (a revoked grant is refused once this has passed).
+    #[arg(long, env = "HERALD_ROLE_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    role_cache_ttl: Duration,
 }
 
 /// Limits that protect the instance and other clients from one client, and
@@ -92,11 +138,12 @@ impl LimitArgs {
 
 impl KeyArgs {
     fn key(&self) -> anyhow::Result<JwtKey> {
-        match (&self.jwt_public_key_file, &self.jwt_secret) {
-            (Some(path), _) => Ok(JwtKey::PublicKeyFile(path.clone())),
-            (None, Some(secret)) => Ok(JwtKey::Secret(secret.clone().into())),
-            (None, None) => anyhow::bail!(
-                "HERALD_JWT_SECRET (or HERALD_JWT_PUBLIC_KEY_FILE) is required; `make run` sets a development secret"
+        match (&self.jwks_url, &self.jwt_public_key_file, &self.jwt_secret) {
+            (Some(url), _, _) => Ok(JwtKey::Jwks(url.clone())),
+            (None, Some(path), _) => Ok(JwtKey::PublicKeyFile(path.clone())),
+            (None, None, Some(secret)) => Ok(JwtKey::Secret(secret.clone().into())),
+            (None, None, None) => anyhow::bail!(
+                "HERALD_JWT_SECRET (or HERALD_JWT_PUBLIC_KEY_FILE or HERALD_JWKS_URL) is required; `make run` sets a development secret"
             ),
         }
     }
@@ -117,6 +164,10 @@ enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         key: KeyArgs,
+        #[command(flatten)]
+        claims: ClaimArgs,
+        #[command(flatten)]
+        checks: TokenCheckArgs,
         /// Role for connections without a token (unset: reject them).
         #[arg(long, env = "HERALD_ANON_ROLE")]
         anon_role: Option<String>,
@@ -163,6 +214,8 @@ enum Command {
         ttl: Duration,
         #[command(flatten)]
         key: KeyArgs,
+        #[command(flatten)]
+        claims: ClaimArgs,
     },
 }
 
@@ -215,6 +268,8 @@ async fn run() -> anyhow::Result<()> {
             database_url,
             listen,
             key,
+            claims,
+            checks,
             anon_role,
             pool_size,
             retention,
@@ -222,6 +277,12 @@ async fn run() -> anyhow::Result<()> {
         } => {
             let mut config = Config::new(database_url, key.key()?);
             limits.apply(&mut config);
+            config.jwt_leeway = checks.jwt_leeway;
+            config.jwt_audience = claims.jwt_audience;
+            config.jwt_issuer = claims.jwt_issuer;
+            config.jwt_role_claim = claims.jwt_role_claim;
+            config.jwks_refresh = checks.jwks_refresh;
+            config.role_cache_ttl = checks.role_cache_ttl;
             config.listen = listen;
             config.anon_role = anon_role;
             config.pool_size = pool_size;
@@ -261,16 +322,15 @@ async fn run() -> anyhow::Result<()> {
             role,
             ttl,
             key,
+            claims,
         } => {
             let JwtKey::Secret(secret) = key.key()? else {
                 anyhow::bail!(
                     "`pgherald token` signs with HERALD_JWT_SECRET; a public key cannot sign"
                 );
             };
-            println!(
-                "{}",
-                Verifier::hs256(secret.as_bytes()).mint(&sub, &role, ttl)?
-            );
+            let verifier = Verifier::hs256(secret.as_bytes()).with_rules(claims.rules())?;
+            println!("{}", verifier.mint(&sub, &role, ttl)?);
         }
     }
     Ok(())

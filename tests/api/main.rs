@@ -20,4 +20,5 @@ mod rls_fidelity;
 mod smoke;
 mod tables;
 mod tls;
+mod tokens;
 mod typed;
