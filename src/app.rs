@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
-use crate::config::{Config, JwtKey};
+use crate::config::Config;
 use crate::db::authorizer::PgAuthorizer;
 use crate::db::roles::{self, RoleGate};
 use crate::db::{self, catalog, pool};
@@ -22,7 +22,9 @@ use crate::events::hub::Hub;
 use crate::events::listener::{self, ListenerConfig, ListenerStatus};
 use crate::graphql::{self, SchemaHandle};
 use crate::http;
+use crate::origin::AllowedOrigins;
 use crate::state::AppState;
+use crate::ws;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +58,16 @@ pub struct Application {
 impl Application {
     /// Connects, checks the database, binds, and starts every task.
     pub async fn build(config: Config) -> Result<Application, StartError> {
-        let verifier = match &config.jwt {
-            JwtKey::Secret(s) if s.is_empty() => {
-                return Err(StartError::Config("HERALD_JWT_SECRET is empty".into()));
-            }
-            JwtKey::Secret(s) => Verifier::hs256(s.as_bytes()),
-            JwtKey::PublicKeyFile(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?;
-                Verifier::public_key_pem(&pem).map_err(|e| StartError::Config(e.to_string()))?
-            }
-        };
+        let invalid = config.validate();
+        if !invalid.is_empty() {
+            return Err(StartError::Config(invalid.join("; ")));
+        }
+        let origins = AllowedOrigins::parse(&config.allowed_origins)
+            .map_err(|e| StartError::Config(e.join("; ")))?;
+        // With a JWKS URL, its first fetch happens here and must succeed.
+        let verifier = Verifier::from_config(&config)
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let pool = pool::build(&config.database_url, config.pool_size)
             .map_err(|e| StartError::Config(e.to_string()))?;
         let internal_pool = pool::build(&config.database_url, INTERNAL_POOL_SIZE)
@@ -100,16 +101,20 @@ impl Application {
         let state = Arc::new(AppState {
             pool: pool.clone(),
             internal_pool: internal_pool.clone(),
-            query_timeout: config.query_timeout,
             hub: hub.clone(),
             feed: Arc::new(Feed::new(hub.clone(), pool.clone(), cursors)),
             schema: SchemaHandle::new(graphql::build(catalog)),
             verifier,
-            roles: RoleGate::default(),
+            roles: RoleGate::new(config.role_cache_ttl),
             anon_role: config.anon_role.clone(),
             listener: status.clone(),
             limits: config.limits.clone(),
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connections: ws::Registry::new(
+                config.limits.max_connections_per_ip,
+                config.limits.max_connections_per_subject,
+            ),
+            origins,
             shutdown: shutdown.clone(),
         });
 
@@ -122,6 +127,9 @@ impl Application {
             shutdown.clone(),
         ));
         tasks.spawn(reload_schema(state.clone(), status, shutdown.clone()));
+        if let Some(refresh_keys) = state.verifier.refresher(shutdown.clone()) {
+            tasks.spawn(refresh_keys);
+        }
         tasks.spawn(prune_periodically(
             internal_pool,
             config.retention,
@@ -129,10 +137,12 @@ impl Application {
             shutdown.clone(),
         ));
         let routes = http::routes(state.clone());
-        let server = warp::serve(routes)
-            .incoming(tcp)
-            .graceful(shutdown.clone().cancelled_owned());
-        tasks.spawn(server.run());
+        tasks.spawn(http::serve(
+            tcp,
+            routes,
+            config.limits.header_read_timeout,
+            shutdown.clone(),
+        ));
         tasks.close();
         tracing::info!(%addr, "pgherald serving");
         Ok(Application { addr, state, tasks })

@@ -1,22 +1,60 @@
 //! HTTP routes: GraphQL over POST/GET, the WebSocket upgrade, GraphiQL,
-//! health, readiness, metrics and the demo page.
+//! health, readiness, metrics, the demo page and its cookie; and the server
+//! loop that serves them ([`serve`]).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use juniper::http::GraphQLRequest;
-
-use crate::graphql::scalar::Scalar;
+use juniper::{Definition, OperationType};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::auth::{self, AuthError};
+use crate::graphql::limits;
 use crate::graphql::request::prepare_variables;
-use crate::state::AppState;
-use crate::ws;
+use crate::graphql::scalar::Scalar;
+use crate::origin::{Credential, RequestOrigin};
+use crate::state::{AppState, LoginError};
+use crate::ws::{self, PeerAddr};
+
+/// The credential of a request (see [`crate::origin`]).
+fn credential(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Credential,), Error = Rejection> + Clone {
+    use warp::header::optional;
+    optional::<String>("authorization")
+        .and(optional::<String>("cookie"))
+        .and(optional::<String>("origin"))
+        .and(optional::<String>("host"))
+        .and(optional::<String>("sec-fetch-site"))
+        .map(
+            move |authorization: Option<String>,
+                  cookie: Option<String>,
+                  origin: Option<String>,
+                  host: Option<String>,
+                  fetch_site: Option<String>| {
+                let request = RequestOrigin {
+                    origin: origin.as_deref(),
+                    host: host.as_deref(),
+                    fetch_site: fetch_site.as_deref(),
+                };
+                Credential::of(
+                    authorization.as_deref(),
+                    cookie.as_deref(),
+                    &request,
+                    &state.origins,
+                )
+            },
+        )
+}
 
 /// All routes.
 pub fn routes(
@@ -26,14 +64,7 @@ pub fn routes(
         let state = state.clone();
         warp::any().map(move || state.clone())
     };
-    let token = warp::header::optional::<String>("authorization")
-        .and(warp::header::optional::<String>("cookie"))
-        .map(|authorization: Option<String>, cookie: Option<String>| {
-            authorization
-                .as_deref()
-                .and_then(auth::bearer)
-                .or_else(|| cookie.as_deref().and_then(auth::token_from_cookie))
-        });
+    let token = credential(state.clone());
     let max_body = state.limits.max_message_bytes as u64;
 
     // Paths before methods: a request for an unknown path is then a 404,
@@ -43,17 +74,22 @@ pub fn routes(
         .and(warp::post())
         .and(warp::body::content_length_limit(max_body))
         .and(warp::body::json::<Value>())
-        .and(token)
+        .and(token.clone())
         .and(with_state.clone())
         .then(execute);
     let graphql_get = warp::path("graphql")
         .and(warp::path::end())
         .and(warp::get())
-        .and(warp::query::<std::collections::HashMap<String, String>>())
-        .and(token)
+        .and(warp::query::<HashMap<String, String>>())
+        .and(token.clone())
         .and(with_state.clone())
         .then(
-            |params: std::collections::HashMap<String, String>, token, state| async move {
+            |params: HashMap<String, String>, token, state: Arc<AppState>| async move {
+                let query = params.get("query").map(String::as_str).unwrap_or_default();
+                let operation = params.get("operationName").map(String::as_str);
+                if let Some(kind) = non_query_operation(&state, query, operation) {
+                    return get_refused(kind);
+                }
                 let mut body = json!({
                     "query": params.get("query").cloned().unwrap_or_default(),
                     "operationName": params.get("operationName"),
@@ -70,11 +106,25 @@ pub fn routes(
                 execute(body, token, state).await
             },
         );
+    // A page of our own that needs nothing from the network: juniper_warp's
+    // GraphiQL loads its scripts from a CDN.
     let graphiql = warp::path("graphiql")
         .and(warp::path::end())
         .and(warp::get())
-        .and(juniper_warp::graphiql_filter("/graphql", Some("/graphql")))
-        .map(|page: warp::http::Response<Vec<u8>>| page.into_response());
+        .map(|| page(include_str!("../static/graphiql.html")));
+    let session = warp::path("session").and(warp::path::end());
+    let session_start = session
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("origin"))
+        .and(with_state.clone())
+        .then(start_session);
+    let session_end = session.and(warp::delete()).map(|| {
+        set_cookie(
+            StatusCode::NO_CONTENT,
+            "JWT=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict",
+        )
+    });
     let healthz = warp::path("healthz")
         .and(warp::path::end())
         .map(|| warp::reply::with_status("ok\n", StatusCode::OK).into_response());
@@ -88,7 +138,7 @@ pub fn routes(
         .map(|state: Arc<AppState>| metrics(&state).into_response());
     let index = warp::path::end()
         .and(warp::get())
-        .map(|| warp::reply::html(include_str!("../static/index.html")).into_response());
+        .map(|| page(include_str!("../static/index.html")));
 
     ws::route(state)
         .or(graphql_post)
@@ -96,6 +146,10 @@ pub fn routes(
         .or(graphql_get)
         .unify()
         .or(graphiql)
+        .unify()
+        .or(session_start)
+        .unify()
+        .or(session_end)
         .unify()
         .or(healthz)
         .unify()
@@ -109,11 +163,17 @@ pub fn routes(
         .unify()
 }
 
-async fn execute(mut body: Value, token: Option<String>, state: Arc<AppState>) -> Response {
-    let caller = match state.authenticate(token.as_deref()).await {
+async fn execute(mut body: Value, credential: Credential, state: Arc<AppState>) -> Response {
+    if credential == Credential::RefusedCookie {
+        return foreign_cookie();
+    }
+    let caller = match state.authenticate(credential.token()).await {
         Ok(caller) => caller,
-        Err(e) => return auth_error(&e),
+        Err(e) => return login_error(&e),
     };
+    if let Err(e) = limits::check_payload(&body, &state.limits.cost) {
+        return error_reply(StatusCode::BAD_REQUEST, &e.to_string(), "BAD_USER_INPUT");
+    }
     if let Some(query) = body.get("query").and_then(Value::as_str).map(str::to_owned) {
         if let Some(vars) = body.get_mut("variables") {
             prepare_variables(&query, vars);
@@ -141,6 +201,113 @@ async fn execute(mut body: Value, token: Option<String>, state: Arc<AppState>) -
 
 fn auth_error(e: &AuthError) -> Response {
     error_reply(StatusCode::UNAUTHORIZED, &e.to_string(), "UNAUTHENTICATED")
+}
+
+/// A refused token is 401; a token that could not be checked is 503.
+fn login_error(e: &LoginError) -> Response {
+    match e {
+        LoginError::Refused(e) => auth_error(e),
+        LoginError::Unavailable => error_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &e.to_string(),
+            "UNAVAILABLE",
+        ),
+    }
+}
+
+/// A request whose only credential is the cookie, from an origin that may not use it.
+fn foreign_cookie() -> Response {
+    error_reply(
+        StatusCode::FORBIDDEN,
+        "the JWT cookie is not accepted from this origin (HERALD_ALLOWED_ORIGINS); \
+         send the token in an Authorization header",
+        "FORBIDDEN",
+    )
+}
+
+/// The type of the operation a GET request would run, when it is not a
+/// query. Text that does not parse is left to the executor to report.
+fn non_query_operation(
+    state: &AppState,
+    query: &str,
+    operation_name: Option<&str>,
+) -> Option<OperationType> {
+    let schema = state.schema.current();
+    let document = juniper::parser::parse_document_source::<Scalar>(query, &schema.schema).ok()?;
+    document
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Operation(op) => Some(&op.item),
+            Definition::Fragment(_) => None,
+        })
+        // With a name, the named operation; without one, any operation:
+        // a GET must not be able to pick a mutation by any reading.
+        .filter(|op| {
+            operation_name.is_none_or(|name| op.name.as_ref().is_some_and(|n| n.item == name))
+        })
+        .map(|op| op.operation_type)
+        .find(|t| *t != OperationType::Query)
+}
+
+/// GET runs queries only: browsers send GETs on their own (links, images),
+/// so nothing a GET runs may change state or hold a stream open.
+fn get_refused(kind: OperationType) -> Response {
+    let (what, how) = match kind {
+        OperationType::Mutation => ("mutations", "send them with POST"),
+        _ => ("subscriptions", "open them over WebSocket"),
+    };
+    let message = format!("GET /graphql runs queries only; {what} are refused ({how})");
+    let reply = error_reply(StatusCode::METHOD_NOT_ALLOWED, &message, "BAD_REQUEST");
+    warp::reply::with_header(reply, "allow", "POST").into_response()
+}
+
+/// An HTML page of ours: never framed by other sites.
+fn page(html: &'static str) -> Response {
+    let reply = warp::reply::html(html);
+    let reply = warp::reply::with_header(reply, "x-frame-options", "DENY");
+    warp::reply::with_header(reply, "content-security-policy", "frame-ancestors 'none'")
+        .into_response()
+}
+
+fn set_cookie(status: StatusCode, cookie: &str) -> Response {
+    let reply = warp::reply::with_header(warp::reply(), "set-cookie", cookie);
+    let reply = warp::reply::with_header(reply, "cache-control", "no-store");
+    warp::reply::with_status(reply, status).into_response()
+}
+
+/// `POST /session` with a token in the `Authorization` header: sets the
+/// `JWT` cookie to it, `HttpOnly` (page scripts cannot read it back),
+/// `SameSite=Strict` (no other site's page or link makes the browser send
+/// it), `Path=/`, `Secure` when the page is served over HTTPS, and expiring
+/// with the token. The header is the credential here, so any page could
+/// only ever set a cookie for a token it already holds.
+async fn start_session(
+    authorization: Option<String>,
+    origin: Option<String>,
+    state: Arc<AppState>,
+) -> Response {
+    let Some(token) = authorization.as_deref().and_then(auth::bearer) else {
+        return auth_error(&AuthError::Missing);
+    };
+    let caller = match state.authenticate(Some(&token)).await {
+        Ok(caller) => caller,
+        Err(e) => return login_error(&e),
+    };
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return auth_error(&AuthError::Invalid);
+    }
+    let mut cookie = format!("JWT={token}; Path=/; HttpOnly; SameSite=Strict");
+    if let Some(exp) = caller.exp {
+        let left = (exp - chrono::Utc::now().timestamp()).max(0);
+        cookie.push_str(&format!("; Max-Age={left}"));
+    }
+    if origin.is_some_and(|o| o.starts_with("https://")) {
+        cookie.push_str("; Secure");
+    }
+    set_cookie(StatusCode::NO_CONTENT, &cookie)
 }
 
 fn error_reply(status: StatusCode, message: &str, code: &str) -> Response {
@@ -225,4 +392,67 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
         (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };
     Ok(error_reply(status, &message, "BAD_REQUEST"))
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then waits for open HTTP
+/// requests to finish (upgraded WebSockets close themselves on shutdown).
+///
+/// warp's own server loop cannot be given hyper's settings, so this is
+/// that loop with two additions: every request carries the client's address
+/// ([`PeerAddr`], for the per-IP cap), and a client must send a request's
+/// headers within `header_read_timeout` (hyper's `header_read_timeout`, which
+/// also bounds how long an idle keep-alive connection waits for the next
+/// request's headers), so connections that trickle bytes are closed.
+pub async fn serve<F>(
+    listener: TcpListener,
+    routes: F,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = warp::service(routes);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little
+                    // for connections to close rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let service = TowerToHyperService::new(service.clone());
+        let with_peer = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                hyper::service::Service::call(&service, request)
+            },
+        );
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // HTTP/1 only: detecting HTTP/2 would first wait, without any
+            // timeout, for the bytes of its preface.
+            let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), with_peer);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

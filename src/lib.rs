@@ -29,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod origin;
 pub mod state;
 pub mod ws;
 

@@ -14,6 +14,20 @@ use crate::events::feed::Feed;
 use crate::events::hub::Hub;
 use crate::events::listener::ListenerStatus;
 use crate::graphql::{Context, SchemaHandle};
+use crate::origin::AllowedOrigins;
+use crate::ws::Registry;
+
+/// Why a caller could not be established.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    /// The token was refused (missing, invalid, expired, a role not allowed).
+    #[error(transparent)]
+    Refused(#[from] AuthError),
+    /// The token could not be checked: the database did not answer. Not the
+    /// client's fault; it may try again.
+    #[error("service unavailable: the database could not be reached")]
+    Unavailable,
+}
 
 /// State shared by every request and connection.
 pub struct AppState {
@@ -24,8 +38,6 @@ pub struct AppState {
     /// (authorizing batches, catalog reloads, pruning, readiness), so that a
     /// flood of client queries cannot starve it.
     pub internal_pool: Pool,
-    /// Longest a statement of a caller's read may run.
-    pub query_timeout: std::time::Duration,
     /// Routes events to subscriptions.
     pub hub: Arc<Hub>,
     /// Where subscriptions join the event stream.
@@ -44,24 +56,31 @@ pub struct AppState {
     pub limits: Limits,
     /// Caps open WebSocket connections.
     pub connection_permits: Arc<Semaphore>,
+    /// Open WebSocket connections per client IP and per subject.
+    pub connections: Arc<Registry>,
+    /// Origins besides the server's own that may authenticate with the cookie.
+    pub origins: AllowedOrigins,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
 
 impl AppState {
     /// The caller for `token`: verified, and its role one the login role may assume.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, AuthError> {
+    /// A database failure during the role check is [`LoginError::Unavailable`],
+    /// never a refusal of the token.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, LoginError> {
         let caller = match (token, &self.anon_role) {
-            (Some(token), _) => self.verifier.verify(token)?,
-            (None, Some(anon)) => return Ok(Caller::anonymous(anon)),
-            (None, None) => return Err(AuthError::Missing),
+            (Some(token), _) => self.verifier.verify(token).await?,
+            // The anonymous role passes the same role check as a token's.
+            (None, Some(anon)) => Caller::anonymous(anon),
+            (None, None) => return Err(AuthError::Missing.into()),
         };
         match self.roles.may_assume(&self.pool, &caller.role).await {
             Ok(true) => Ok(caller),
-            Ok(false) => Err(AuthError::RoleNotAllowed(caller.role)),
+            Ok(false) => Err(AuthError::RoleNotAllowed(caller.role).into()),
             Err(e) => {
-                tracing::error!(error = %e, "role check failed");
-                Err(AuthError::Invalid)
+                tracing::error!(error = %e, "role check failed: database unavailable");
+                Err(LoginError::Unavailable)
             }
         }
     }
@@ -72,7 +91,7 @@ impl AppState {
             caller: Arc::new(caller),
             pool: self.pool.clone(),
             feed: self.feed.clone(),
-            query_timeout: self.query_timeout,
+            query_timeout: self.limits.query_timeout,
         }
     }
 }

@@ -1,47 +1,99 @@
 //! Which database roles a token may name, and the start-up safety rails on the
 //! login role.
+//!
+//! A token's role must be one the login role is a member of (it switches to
+//! it with `set local role`), must not be the login role itself, and must not
+//! escape row-level security: not a superuser, not BYPASSRLS, and without the
+//! privileges of the owner of a tracked table that does not FORCE ROW LEVEL
+//! SECURITY (owners bypass their tables' policies). The same rails apply to
+//! the login role at start-up ([`check_login_role`]).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 
 use super::DbError;
 
-/// Roles the login role may switch to, checked against Postgres and cached.
-#[derive(Debug, Default)]
+/// Why a role may not be assumed, or `null` when it may: one query, so that
+/// the refusal can be logged with its reason. `$1` is the role's name.
+const ROLE_CHECK: &str = "
+select case
+         when r.oid is null then 'does not exist'
+         when r.rolname = session_user then 'is the login role'
+         when not pg_has_role(session_user, r.oid, 'MEMBER')
+           then 'is not granted to the login role'
+         when r.rolsuper then 'is a superuser (row-level security would not apply)'
+         when r.rolbypassrls then 'has BYPASSRLS (row-level security would not apply)'
+         else (select format('has the privileges of the owner of tracked table %I.%I, '
+                             'which does not FORCE ROW LEVEL SECURITY (owners bypass its policies)',
+                             t.schema_name, t.table_name)
+                 from herald.tracked t join pg_class c on c.oid = t.relid
+                where pg_has_role(r.oid, c.relowner, 'USAGE') and not c.relforcerowsecurity
+                order by t.schema_name, t.table_name
+                limit 1)
+       end
+  from (select $1::text as name) wanted
+  left join pg_roles r on r.rolname = wanted.name";
+
+/// Roles the login role may switch to, checked against Postgres and cached
+/// for a while.
+#[derive(Debug)]
 pub struct RoleGate {
-    /// Roles seen to be allowed. Only positive answers are cached, so a role
-    /// granted later is picked up; a std Mutex is fine, it is never held
-    /// across an await.
-    allowed: Mutex<HashSet<String>>,
+    /// How long an allowed role is trusted before it is checked again.
+    ttl: Duration,
+    /// Roles seen to be allowed, and when. Only positive answers are cached,
+    /// so a role granted later is picked up at once; a revoked one after at
+    /// most `ttl`. A std Mutex is fine, it is never held across an await.
+    allowed: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for RoleGate {
+    fn default() -> Self {
+        RoleGate::new(Duration::from_secs(60))
+    }
 }
 
 impl RoleGate {
-    /// Whether the login role is a member of `role`.
+    /// A gate that trusts an allowed role for `ttl` (zero: checks every time).
+    pub fn new(ttl: Duration) -> RoleGate {
+        RoleGate {
+            ttl,
+            allowed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a caller may assume `role` (see the module documentation). A
+    /// refusal is logged with its reason; the client learns only that the
+    /// role is not allowed.
     pub async fn may_assume(&self, pool: &Pool, role: &str) -> Result<bool, DbError> {
-        if self.allowed.lock().expect("role cache").contains(role) {
-            return Ok(true);
+        {
+            let mut allowed = self.allowed.lock().expect("role cache");
+            match allowed.get(role) {
+                Some(at) if at.elapsed() < self.ttl => return Ok(true),
+                Some(_) => {
+                    allowed.remove(role);
+                }
+                None => {}
+            }
         }
         let client = pool.get().await?;
-        let row = client
-            .query_one(
-                "select exists (select 1 from pg_roles r
-                                 where r.rolname = $1
-                                   and not r.rolsuper and not r.rolbypassrls
-                                   and r.rolname <> session_user
-                                   and pg_has_role(session_user, r.oid, 'MEMBER'))",
-                &[&role],
-            )
-            .await?;
-        let ok: bool = row.get(0);
-        if ok {
-            self.allowed
-                .lock()
-                .expect("role cache")
-                .insert(role.to_owned());
+        let row = client.query_one(ROLE_CHECK, &[&role]).await?;
+        let refusal: Option<String> = row.get(0);
+        match refusal {
+            None => {
+                self.allowed
+                    .lock()
+                    .expect("role cache")
+                    .insert(role.to_owned(), Instant::now());
+                Ok(true)
+            }
+            Some(reason) => {
+                tracing::info!(role, reason = %reason, "token refused: its role may not be assumed");
+                Ok(false)
+            }
         }
-        Ok(ok)
     }
 }
 

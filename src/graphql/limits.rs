@@ -64,6 +64,19 @@ pub enum LimitError {
     },
 }
 
+/// Checks a GraphQL request payload (`{query, operationName, variables}`,
+/// as sent over HTTP and WebSocket); a payload without a query passes (the
+/// protocol layer reports that).
+pub fn check_payload(payload: &serde_json::Value, limits: &CostLimits) -> Result<(), LimitError> {
+    let Some(query) = payload.get("query").and_then(serde_json::Value::as_str) else {
+        return Ok(());
+    };
+    let operation = payload
+        .get("operationName")
+        .and_then(serde_json::Value::as_str);
+    check(query, operation, payload.get("variables"), limits)
+}
+
 /// Rows a list field returns unless `first` says otherwise.
 const DEFAULT_ROWS: u64 = 100;
 /// Fragment spreads followed before a cycle is assumed (validation reports it).
@@ -95,6 +108,7 @@ pub fn check(
     let walk = Walk {
         fragments: &fragments,
         variables,
+        paged_roots: !subscription,
     };
     let mut cost = Cost::default();
     walk.selection_set(selection, 1, 1, &mut cost, 0);
@@ -166,6 +180,8 @@ struct Cost {
 struct Walk<'a> {
     fragments: &'a HashMap<&'a str, &'a FragmentDefinition<'a, &'a str>>,
     variables: Option<&'a serde_json::Value>,
+    /// Root fields with a selection return pages (`first`, default 100 rows).
+    paged_roots: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -189,7 +205,7 @@ impl<'a> Walk<'a> {
                     cost.fields += 1;
                     cost.complexity = cost.complexity.saturating_add(weight);
                     if !field.selection_set.items.is_empty() {
-                        let rows = self.rows(&field.arguments);
+                        let rows = self.rows(&field.arguments, depth == 1 && self.paged_roots);
                         self.selection_set(
                             &field.selection_set,
                             depth + 1,
@@ -236,10 +252,9 @@ impl<'a> Walk<'a> {
             .sum()
     }
 
-    /// Rows a field with these arguments may return: its `first`, or the
-    /// default for fields that return pages; 1 for the rest is not knowable
-    /// from the text alone, so every field with a selection counts as a list.
-    fn rows(&self, arguments: &[(&'a str, Value<'a, &'a str>)]) -> u64 {
+    /// How many times a field's selection may be resolved: its `first`, or
+    /// the default page size for a page (a query's root field), else once.
+    fn rows(&self, arguments: &[(&'a str, Value<'a, &'a str>)], page: bool) -> u64 {
         let first = arguments.iter().find(|(name, _)| *name == "first");
         let value = match first {
             Some((_, Value::Int(n))) => n.as_i64(),
@@ -249,7 +264,11 @@ impl<'a> Walk<'a> {
                 .and_then(serde_json::Value::as_i64),
             _ => None,
         };
-        value.map_or(DEFAULT_ROWS, |n| n.clamp(1, i64::MAX) as u64)
+        match value {
+            Some(n) => n.clamp(1, i64::MAX) as u64,
+            None if page => DEFAULT_ROWS,
+            None => 1,
+        }
     }
 }
 
@@ -303,6 +322,26 @@ mod tests {
         // 1000 rows × 1000 rows of 1 field each.
         let costly = "{ t(first: 1000) { rows(first: 1000) { id } } }";
         assert!(matches!(run(costly), Err(LimitError::Complexity { .. })));
+        // A full page of a wide row is fine; ten of them in one request are not.
+        let page = "t(first: 1000) { rows { a b c d e f g h i j } endCursor }";
+        assert_eq!(run(&format!("{{ {page} }}")), Ok(()));
+        let pages: String = (0..10).map(|i| format!("p{i}: {page} ")).collect();
+        assert!(matches!(
+            run(&format!("{{ {pages} }}")),
+            Err(LimitError::Complexity { .. })
+        ));
+        // Pages default to 100 rows.
+        let defaulted: String = (0..60)
+            .map(|i| format!("p{i}: t {{ rows {{ a b c d e f g h }} }} "))
+            .collect();
+        let many_fields = CostLimits {
+            max_fields: 10_000,
+            ..CostLimits::default()
+        };
+        assert!(matches!(
+            check(&format!("{{ {defaulted} }}"), None, None, &many_fields),
+            Err(LimitError::Complexity { found: 54_060, .. })
+        ));
         let fine = "{ t(first: 10) { rows { id title } endCursor } }";
         assert_eq!(run(fine), Ok(()));
         // `first` from a variable.

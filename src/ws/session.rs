@@ -1,87 +1,73 @@
-//! One WebSocket connection: the loop that moves frames between the socket
-//! and the protocol's juniper connection, with timers for the init deadline,
-//! keep-alive pings, token expiry and shutdown.
+//! One WebSocket connection: [`Session`] moves frames between the socket and
+//! a protocol's juniper connection, through the protocol's [`Handler`], and
+//! keeps the connection's timers: the init deadline, keep-alive pings, token
+//! expiry and shutdown.
+//!
+//! Every write has a deadline (`HERALD_WRITE_TIMEOUT`): a peer that stops
+//! reading cannot hold the loop, and a write that is still blocked when the
+//! server shuts down or the token expires is abandoned at once. Either way
+//! the connection is dropped without a close frame, which could not be
+//! written anyway.
 
-use std::sync::Arc;
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
+use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep_until};
-use warp::ws::{Message, WebSocket};
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+use warp::ws::Message;
 
-use super::frames::close;
-use super::{Protocol, legacy, transport};
-use crate::state::AppState;
+use super::close::{Close, Dropped};
+use super::handler::{Handler, Step};
+use super::init::Accepted;
+use super::registry::SubjectSlot;
+use crate::config::Limits;
 
-/// What a protocol handler asks the loop to do.
-pub(super) enum Step<In> {
-    /// Hand a client message to the juniper connection.
-    Forward(In),
-    /// Send a text frame.
-    Send(String),
-    /// Close the socket with a code and reason.
-    Close(u16, String),
+/// The limits a session enforces.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Settings {
+    /// Time from the upgrade to an accepted `connection_init`.
+    pub init_timeout: Duration,
+    /// Interval of ping frames; three without any frame from the client close.
+    pub ping_interval: Duration,
+    /// Longest any write may take.
+    pub write_timeout: Duration,
+    /// Largest text message accepted.
+    pub max_message_bytes: usize,
 }
 
-impl<In> Step<In> {
-    /// Sends `msg` as JSON; should it not serialise, closes with `error_code`
-    /// (each protocol has its own code for an internal error).
-    pub(super) fn json(msg: &impl serde::Serialize, error_code: u16) -> Vec<Step<In>> {
-        match serde_json::to_string(msg) {
-            Ok(text) => vec![Step::Send(text)],
-            Err(e) => {
-                tracing::error!(error = %e, "serialising a server message");
-                vec![Step::Close(error_code, "Internal server error".into())]
-            }
+impl From<&Limits> for Settings {
+    fn from(l: &Limits) -> Settings {
+        Settings {
+            init_timeout: l.init_timeout,
+            ping_interval: l.ping_interval,
+            write_timeout: l.write_timeout,
+            max_message_bytes: l.max_message_bytes,
         }
     }
 }
 
-/// A protocol's pre- and post-processing around its juniper connection.
-pub(super) trait Handler: Send {
-    /// Client message type of the juniper connection.
-    type In: Send;
-    /// Output type of the juniper connection.
-    type Out: Send;
-    /// A text frame from the client.
-    fn on_text(&mut self, text: &str) -> Vec<Step<Self::In>>;
-    /// An output of the juniper connection (`None`: it ended).
-    fn on_output(&mut self, out: Option<Self::Out>) -> Vec<Step<Self::In>>;
-    /// The client closed the socket: the message telling juniper so, if any.
-    fn on_close(&mut self) -> Option<Self::In>;
-    /// Whether `connection_init` was accepted.
-    fn initialised(&self) -> bool;
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// The server closed it with this close frame.
+    Closed(Close),
+    /// The server dropped it without a close frame.
+    Dropped(Dropped),
+    /// The client closed it or went away.
+    ClientClosed,
 }
 
-/// Runs a connection to its end.
-pub async fn run(
-    socket: WebSocket,
-    protocol: Option<Protocol>,
-    upgrade_token: Option<String>,
-    state: Arc<AppState>,
-) {
-    let _permit = match state.connection_permits.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            let mut socket = socket;
-            let _ = socket.send(close(1013, "too many connections")).await;
-            return;
-        }
-    };
-    let (expiry_tx, expiry_rx) = oneshot::channel();
-    match protocol {
-        None => {
-            let mut socket = socket;
-            let _ = socket.send(close(4406, "Subprotocol not acceptable")).await;
-        }
-        Some(Protocol::TransportWs) => {
-            let (handler, conn) = transport::connection(&state, upgrade_token, expiry_tx);
-            drive(socket, handler, conn, expiry_rx, &state).await;
-        }
-        Some(Protocol::LegacyWs) => {
-            let (handler, conn) = legacy::connection(&state, upgrade_token, expiry_tx);
-            drive(socket, handler, conn, expiry_rx, &state).await;
+impl Ended {
+    /// Logs how the connection ended: the one place sessions are logged.
+    fn log(&self) {
+        match self {
+            Ended::Closed(close) => close.log(),
+            Ended::Dropped(dropped) => dropped.log(),
+            Ended::ClientClosed => tracing::debug!("websocket closed by the client"),
         }
     }
 }
@@ -89,65 +75,131 @@ pub async fn run(
 /// Most outputs written per flush.
 const OUTPUT_BURST: usize = 64;
 
+/// What woke the loop.
 enum Event<Out> {
-    Frame(Option<Result<Message, warp::Error>>),
+    Frame(Option<Result<Message, String>>),
     Output(Option<Out>),
     InitTimeout,
     Ping,
     Expired,
-    ExpiryKnown(Option<i64>),
+    Accepted(Option<Accepted>),
     Shutdown,
 }
 
-async fn drive<H, C>(
-    mut socket: WebSocket,
-    mut handler: H,
-    conn: C,
-    mut expiry_rx: oneshot::Receiver<Option<i64>>,
-    state: &AppState,
-) where
+/// What ended a wait that was not a write.
+enum Interrupt {
+    Shutdown,
+    Expired,
+}
+
+/// One connection's loop and state.
+pub(super) struct Session<W, H: Handler, C> {
+    socket: W,
+    handler: H,
+    to_conn: SplitSink<C, H::In>,
+    from_conn: SplitStream<C>,
+    settings: Settings,
+    shutdown: CancellationToken,
+    accepted: oneshot::Receiver<Accepted>,
+    accepted_known: bool,
+    /// The subject's connection slot, held until the session ends.
+    slot: Option<SubjectSlot>,
+    init_deadline: Instant,
+    ping_at: Instant,
+    last_heard: Instant,
+    expires_at: Option<Instant>,
+}
+
+impl<W, E, H, C> Session<W, H, C>
+where
+    W: Sink<Message, Error = E> + Stream<Item = Result<Message, E>> + Unpin + Send,
+    E: Display,
     H: Handler,
     C: Sink<H::In> + Stream<Item = H::Out> + Send + Unpin,
 {
-    let limits = &state.limits;
-    let (mut to_conn, mut from_conn) = conn.split();
-    let init_deadline = Instant::now() + limits.init_timeout;
-    let mut ping_at = Instant::now() + limits.ping_interval;
-    let mut last_heard = Instant::now();
-    let mut expires_at: Option<Instant> = None;
-    let mut expiry_known = false;
-    let far = Instant::now() + Duration::from_secs(86400 * 365);
+    /// A session over `socket` for the protocol `handler` and its juniper
+    /// connection `conn`; `accepted` reports an accepted `connection_init`.
+    pub fn new(
+        socket: W,
+        handler: H,
+        conn: C,
+        accepted: oneshot::Receiver<Accepted>,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (to_conn, from_conn) = conn.split();
+        let now = Instant::now();
+        Session {
+            socket,
+            handler,
+            to_conn,
+            from_conn,
+            settings,
+            shutdown,
+            accepted,
+            accepted_known: false,
+            slot: None,
+            init_deadline: now + settings.init_timeout,
+            ping_at: now + settings.ping_interval,
+            last_heard: now,
+            expires_at: None,
+        }
+    }
 
-    loop {
-        let event = tokio::select! {
-            frame = socket.next() => Event::Frame(frame),
-            out = from_conn.next() => Event::Output(out),
-            _ = sleep_until(init_deadline), if !handler.initialised() => Event::InitTimeout,
-            _ = sleep_until(ping_at) => Event::Ping,
-            _ = sleep_until(expires_at.unwrap_or(far)), if expires_at.is_some() => Event::Expired,
-            exp = &mut expiry_rx, if !expiry_known => Event::ExpiryKnown(exp.ok().flatten()),
-            _ = state.shutdown.cancelled() => Event::Shutdown,
+    /// Runs the connection to its end, logs how it ended, and closes the socket.
+    pub async fn run(mut self) -> Ended {
+        let ended = loop {
+            let event = self.next_event().await;
+            let steps = match self.handle(event).await {
+                Ok(steps) => steps,
+                Err(ended) => break ended,
+            };
+            if let Some(ended) = self.apply(steps).await {
+                break ended;
+            }
         };
-        let steps = match event {
+        ended.log();
+        if !matches!(ended, Ended::Dropped(_)) {
+            let _ = tokio::time::timeout(self.settings.write_timeout, self.socket.close()).await;
+        }
+        drop(self.slot.take());
+        ended
+    }
+
+    async fn next_event(&mut self) -> Event<H::Out> {
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        tokio::select! {
+            frame = self.socket.next() => Event::Frame(frame.map(|r| r.map_err(|e| e.to_string()))),
+            out = self.from_conn.next() => Event::Output(out),
+            _ = sleep_until(self.init_deadline), if !self.handler.initialised() => Event::InitTimeout,
+            _ = sleep_until(self.ping_at) => Event::Ping,
+            _ = sleep_until(self.expires_at.unwrap_or(far)), if self.expires_at.is_some() => Event::Expired,
+            accepted = &mut self.accepted, if !self.accepted_known => Event::Accepted(accepted.ok()),
+            _ = self.shutdown.cancelled() => Event::Shutdown,
+        }
+    }
+
+    /// The steps for `event`, or how the session ended.
+    async fn handle(&mut self, event: Event<H::Out>) -> Result<Vec<Step<H::In>>, Ended> {
+        Ok(match event {
             Event::Frame(Some(Ok(msg))) => {
-                last_heard = Instant::now();
+                self.last_heard = Instant::now();
                 if msg.is_text() {
                     let text = msg.to_str().unwrap_or_default();
-                    if text.len() > limits.max_message_bytes {
-                        vec![Step::Close(1009, "message too big".into())]
+                    if text.len() > self.settings.max_message_bytes {
+                        vec![Step::Close(Close::TooBig)]
                     } else {
-                        handler.on_text(text)
+                        self.handler.on_text(text)
                     }
                 } else if msg.is_close() {
-                    if let Some(input) = handler.on_close() {
-                        let _ = to_conn.send(input).await;
+                    if let Some(input) = self.handler.on_close() {
+                        let _ = self.to_conn.send(input).await;
                     }
-                    break;
+                    return Err(Ended::ClientClosed);
                 } else if msg.is_binary() {
-                    vec![Step::Close(
-                        4400,
+                    vec![Step::Close(Close::BadRequest(
                         "binary messages are not supported".into(),
-                    )]
+                    ))]
                 } else {
                     // Ping frames are answered by the WebSocket layer; pongs
                     // only prove the peer is alive.
@@ -156,72 +208,157 @@ async fn drive<H, C>(
             }
             Event::Frame(Some(Err(e))) => {
                 tracing::debug!(error = %e, "websocket read failed");
-                break;
+                return Err(Ended::ClientClosed);
             }
-            Event::Frame(None) => break,
+            Event::Frame(None) => return Err(Ended::ClientClosed),
             Event::Output(out) => {
                 // Take whatever else is ready too, so a burst of events goes
                 // out with one flush instead of a write per message.
-                let mut steps = handler.on_output(out);
+                let mut steps = self.handler.on_output(out);
                 for _ in 0..OUTPUT_BURST {
-                    match from_conn.next().now_or_never() {
-                        Some(out) => steps.extend(handler.on_output(out)),
+                    match self.from_conn.next().now_or_never() {
+                        Some(out) => steps.extend(self.handler.on_output(out)),
                         None => break,
                     }
                 }
                 steps
             }
-            Event::InitTimeout => vec![Step::Close(
-                4408,
-                "Connection initialisation timeout".into(),
-            )],
+            Event::InitTimeout => vec![Step::Close(Close::InitTimeout)],
             Event::Ping => {
-                if last_heard.elapsed() > limits.ping_interval * 3 {
-                    vec![Step::Close(1011, "keep-alive timeout".into())]
+                if self.last_heard.elapsed() > self.settings.ping_interval * 3 {
+                    vec![Step::Close(Close::KeepAliveTimeout)]
                 } else {
-                    ping_at = Instant::now() + limits.ping_interval;
-                    if socket.send(Message::ping(Vec::<u8>::new())).await.is_err() {
-                        break;
-                    }
+                    self.ping_at = Instant::now() + self.settings.ping_interval;
+                    let ping = self.socket.send(Message::ping(Vec::<u8>::new()));
+                    bounded_write(ping, &self.settings, &self.shutdown, self.expires_at)
+                        .await
+                        .map_err(Ended::Dropped)?;
                     Vec::new()
                 }
             }
-            Event::Expired => vec![Step::Close(4403, "Forbidden: token expired".into())],
-            Event::ExpiryKnown(exp) => {
-                expiry_known = true;
-                expires_at = exp.map(|exp| {
-                    let left = exp - chrono::Utc::now().timestamp();
-                    Instant::now() + Duration::from_secs(left.max(0) as u64)
-                });
+            Event::Expired => vec![Step::Close(Close::Expired)],
+            Event::Accepted(accepted) => {
+                self.accepted_known = true;
+                if let Some(accepted) = accepted {
+                    self.slot = accepted.slot;
+                    self.expires_at = accepted.exp.map(|exp| {
+                        let left = exp - chrono::Utc::now().timestamp();
+                        Instant::now() + Duration::from_secs(left.max(0) as u64)
+                    });
+                }
                 Vec::new()
             }
-            Event::Shutdown => vec![Step::Close(1001, "server shutting down".into())],
-        };
-        let mut closed = false;
+            Event::Shutdown => vec![Step::Close(Close::Shutdown)],
+        })
+    }
+
+    /// Carries out `steps`; how the session ended, if it did.
+    async fn apply(&mut self, steps: Vec<Step<H::In>>) -> Option<Ended> {
+        let mut written = false;
         for step in steps {
             match step {
                 Step::Forward(input) => {
-                    if to_conn.send(input).await.is_err() {
-                        closed = true;
-                        break;
+                    // juniper handles `connection_init` inside this send (the
+                    // token check may wait on the database): shutdown and
+                    // expiry still end it.
+                    let send = self.to_conn.send(input);
+                    match interruptible(send, &self.shutdown, self.expires_at).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Some(Ended::ClientClosed),
+                        Err(Interrupt::Shutdown) => return Some(self.close(Close::Shutdown).await),
+                        Err(Interrupt::Expired) => return Some(self.close(Close::Expired).await),
                     }
                 }
                 Step::Send(text) => {
-                    if socket.feed(Message::text(text)).await.is_err() {
-                        closed = true;
-                        break;
+                    let feed = self.socket.feed(Message::text(text));
+                    if let Err(dropped) =
+                        bounded_write(feed, &self.settings, &self.shutdown, self.expires_at).await
+                    {
+                        return Some(Ended::Dropped(dropped));
                     }
+                    written = true;
                 }
-                Step::Close(code, reason) => {
-                    let _ = socket.send(close(code, &reason)).await;
-                    closed = true;
-                    break;
-                }
+                Step::Close(close) => return Some(self.close(close).await),
             }
         }
-        if closed || socket.flush().await.is_err() {
-            break;
+        if written {
+            let flush = self.socket.flush();
+            if let Err(dropped) =
+                bounded_write(flush, &self.settings, &self.shutdown, self.expires_at).await
+            {
+                return Some(Ended::Dropped(dropped));
+            }
+        }
+        None
+    }
+
+    /// Sends the close frame for `close` (within the write timeout only: a
+    /// shutdown must still be able to say 1001).
+    async fn close(&mut self, close: Close) -> Ended {
+        let send = self.socket.send(close.frame());
+        match tokio::time::timeout(self.settings.write_timeout, send).await {
+            Ok(Ok(())) => Ended::Closed(close),
+            Ok(Err(_)) => Ended::Dropped(Dropped::SocketGone),
+            Err(_) => Ended::Dropped(Dropped::WriteTimeout),
         }
     }
-    let _ = socket.close().await;
+}
+
+/// A write bounded by the write timeout, and abandoned at shutdown or at the
+/// token's expiry.
+async fn bounded_write<E>(
+    write: impl Future<Output = Result<(), E>>,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+    expires_at: Option<Instant>,
+) -> Result<(), Dropped> {
+    tokio::select! {
+        biased;
+        result = write => result.map_err(|_| Dropped::SocketGone),
+        _ = sleep(settings.write_timeout) => Err(Dropped::WriteTimeout),
+        interrupt = interrupted(shutdown, expires_at) => {
+            let _ = interrupt;
+            Err(Dropped::Interrupted)
+        }
+    }
+}
+
+/// `fut`, unless shutdown or the token's expiry come first.
+async fn interruptible<T>(
+    fut: impl Future<Output = T>,
+    shutdown: &CancellationToken,
+    expires_at: Option<Instant>,
+) -> Result<T, Interrupt> {
+    tokio::select! {
+        biased;
+        value = fut => Ok(value),
+        interrupt = interrupted(shutdown, expires_at) => Err(interrupt),
+    }
+}
+
+/// Resolves at shutdown or at `expires_at`, whichever is first.
+async fn interrupted(shutdown: &CancellationToken, expires_at: Option<Instant>) -> Interrupt {
+    match expires_at {
+        Some(at) => tokio::select! {
+            _ = shutdown.cancelled() => Interrupt::Shutdown,
+            _ = sleep_until(at) => Interrupt::Expired,
+        },
+        None => {
+            shutdown.cancelled().await;
+            Interrupt::Shutdown
+        }
+    }
+}
+
+/// Closes a socket that gets no session (no subprotocol, instance full).
+pub(super) async fn refuse<W, E>(mut socket: W, close: Close, write_timeout: Duration)
+where
+    W: Sink<Message, Error = E> + Unpin,
+{
+    close.log();
+    let _ = tokio::time::timeout(write_timeout, async {
+        let _ = socket.send(close.frame()).await;
+        let _ = socket.close().await;
+    })
+    .await;
 }

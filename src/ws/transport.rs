@@ -6,10 +6,9 @@
 //! - ids are renamed on the way in, so that after an `error` no `complete` is
 //!   sent, nothing is echoed after a client `complete`, and ids can be reused.
 
-use crate::graphql::scalar::Scalar;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use juniper_graphql_ws::Init;
 use juniper_graphql_ws::graphql_transport_ws::{
@@ -18,55 +17,73 @@ use juniper_graphql_ws::graphql_transport_ws::{
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::init;
-use super::session::{Handler, Step};
-use crate::graphql::{Context, Schema, request::prepare_variables};
+use super::close::Close;
+use super::handler::{Handler, Step};
+use super::init::{self, Accepted, InitStatus};
+use crate::graphql::limits::{self, CostLimits};
+use crate::graphql::request::prepare_variables;
+use crate::graphql::scalar::Scalar;
+use crate::graphql::{Context, Schema};
+use crate::origin::Credential;
 use crate::state::AppState;
-use std::time::Duration;
 
 type S = Scalar;
 
 /// Builds the handler and juniper connection for one socket.
 pub(super) fn connection(
     state: &Arc<AppState>,
-    upgrade_token: Option<String>,
-    expiry: oneshot::Sender<Option<i64>>,
+    upgrade: Credential,
+    accepted: oneshot::Sender<Accepted>,
 ) -> (
     TransportHandler,
     Connection<Arc<Schema>, impl Init<S, Context> + Send + use<>>,
 ) {
-    let app = state.clone();
-    let handler = TransportHandler::default();
-    let accepted = handler.accepted.clone();
-    let init = move |params: juniper::Variables<S>| async move {
-        // Keep-alive is done with ping frames by the session; juniper's own
-        // would close connections of clients that send no `ping`.
-        let (config, exp) = init::accept(app, params, upgrade_token, Duration::ZERO).await?;
-        let _ = expiry.send(exp);
-        accepted.store(true, Ordering::Relaxed);
-        Ok::<_, crate::auth::AuthError>(config)
-    };
+    let status = InitStatus::default();
+    // Keep-alive is done with ping frames by the session; juniper's own
+    // would close connections of clients that send no `ping`.
+    let init = init::callback(
+        state.clone(),
+        upgrade,
+        status.clone(),
+        accepted,
+        Duration::ZERO,
+    );
     let conn = Connection::new(state.schema.current(), init);
-    (handler, conn)
+    (TransportHandler::new(status, state.limits.cost), conn)
 }
 
 /// Protocol state kept outside juniper.
-#[derive(Default)]
 pub(super) struct TransportHandler {
     init_received: bool,
-    /// Set by the init callback once the token is accepted. A subscribe that
-    /// follows `connection_init` without waiting for the ack (pipelining) is
-    /// fine once this is set: juniper handles messages in order.
-    accepted: Arc<AtomicBool>,
+    /// The outcome of `connection_init`. A subscribe that follows
+    /// `connection_init` without waiting for the ack (pipelining) is fine
+    /// once it is accepted: juniper handles messages in order.
+    status: InitStatus,
     next_internal: u64,
     /// Client id → internal id, for operations still running.
     by_client: HashMap<String, String>,
     /// Internal id → client id.
     by_internal: HashMap<String, String>,
+    /// What one operation may cost.
+    cost: CostLimits,
 }
 
 fn bad(reason: impl Into<String>) -> Vec<Step<Input<S>>> {
-    vec![Step::Close(4400, reason.into())]
+    vec![Step::Close(Close::BadRequest(reason.into()))]
+}
+
+impl TransportHandler {
+    /// A handler whose `connection_init` outcome is recorded in `status`.
+    pub(super) fn new(status: InitStatus, cost: CostLimits) -> TransportHandler {
+        TransportHandler {
+            cost,
+            init_received: false,
+            status,
+            next_internal: 0,
+            by_client: HashMap::new(),
+            by_internal: HashMap::new(),
+        }
+    }
 }
 
 impl Handler for TransportHandler {
@@ -91,7 +108,7 @@ impl Handler for TransportHandler {
             "pong" => Vec::new(),
             "connection_init" => {
                 if self.init_received {
-                    return vec![Step::Close(4429, "Too many initialisation requests".into())];
+                    return vec![Step::Close(Close::TooManyInits)];
                 }
                 self.init_received = true;
                 if msg
@@ -107,14 +124,11 @@ impl Handler for TransportHandler {
                     Some(id) if !id.is_empty() => id.to_owned(),
                     _ => return bad("Invalid message received: subscribe needs a non-empty id"),
                 };
-                if !self.accepted.load(Ordering::Relaxed) {
-                    return vec![Step::Close(4401, "Unauthorized".into())];
+                if !self.status.accepted() {
+                    return vec![Step::Close(Close::Unauthorized)];
                 }
                 if self.by_client.contains_key(&id) {
-                    return vec![Step::Close(
-                        4409,
-                        format!("Subscriber for {id} already exists"),
-                    )];
+                    return vec![Step::Close(Close::SubscriberExists(id))];
                 }
                 let Some(payload) = msg.get_mut("payload").filter(|p| p.is_object()) else {
                     return bad("Invalid message received: subscribe needs a payload object");
@@ -126,6 +140,13 @@ impl Handler for TransportHandler {
                 else {
                     return bad("Invalid message received: subscribe needs a query");
                 };
+                if let Err(e) = limits::check_payload(payload, &self.cost) {
+                    // Refused before juniper sees it: `error` ends the operation.
+                    let error = json!({"type": "error", "id": id, "payload": [
+                        {"message": e.to_string(), "extensions": {"code": "BAD_USER_INPUT"}}
+                    ]});
+                    return vec![Step::Send(error.to_string())];
+                }
                 if let Some(vars) = payload.get_mut("variables") {
                     prepare_variables(&query, vars);
                 }
@@ -156,8 +177,16 @@ impl Handler for TransportHandler {
 
     fn on_output(&mut self, out: Option<Output<S>>) -> Vec<Step<Input<S>>> {
         let msg = match out {
-            None => return vec![Step::Close(1000, "Normal Closure".into())],
-            Some(Output::Close { code, message }) => return vec![Step::Close(code, message)],
+            None => return vec![Step::Close(Close::Normal)],
+            // A refused `connection_init` (juniper says 4403 for any
+            // refusal): the code follows the reason.
+            Some(Output::Close { code, message }) => {
+                let close = match self.status.refusal() {
+                    Some((refusal, message)) => Close::refused(refusal, message),
+                    None => Close::from_juniper(code, message),
+                };
+                return vec![Step::Close(close)];
+            }
             Some(Output::Message(msg)) => msg,
         };
         let msg = match msg {
@@ -193,7 +222,7 @@ impl Handler for TransportHandler {
                 None => return Vec::new(),
             },
         };
-        Step::json(&msg, 4500)
+        Step::json(&msg, Close::Internal)
     }
 
     fn on_close(&mut self) -> Option<Input<S>> {
@@ -201,7 +230,7 @@ impl Handler for TransportHandler {
     }
 
     fn initialised(&self) -> bool {
-        self.accepted.load(Ordering::Relaxed)
+        self.status.accepted()
     }
 }
 

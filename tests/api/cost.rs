@@ -25,7 +25,7 @@ async fn wait_for_field(app: &TestApp, table: &str) {
 async fn a_flood_of_slow_queries_leaves_readyz_ready_and_delivery_prompt() {
     let app = spawn_app_with(|c| {
         c.pool_size = 2;
-        c.query_timeout = Duration::from_secs(30);
+        c.limits.query_timeout = Duration::from_secs(30);
     })
     .await;
     // Reading slow_items waits for a gate the test holds closed: queries on
@@ -116,7 +116,7 @@ async fn a_flood_of_slow_queries_leaves_readyz_ready_and_delivery_prompt() {
 
 #[tokio::test]
 async fn a_query_longer_than_the_query_timeout_is_cancelled_with_a_clear_error() {
-    let app = spawn_app_with(|c| c.query_timeout = Duration::from_millis(300)).await;
+    let app = spawn_app_with(|c| c.limits.query_timeout = Duration::from_millis(300)).await;
     app.sql(
         "create table public.slow_items (id int primary key);
          insert into public.slow_items values (1);
@@ -145,4 +145,85 @@ async fn a_query_longer_than_the_query_timeout_is_cancelled_with_a_clear_error()
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_subscription_with_several_root_fields_is_refused_on_both_protocols_and_registers_nothing()
+ {
+    let app = spawn_app_with(|_| {}).await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+    let aliases: String = (0..50)
+        .map(|i| format!("a{i}: notifications {{ op }} "))
+        .collect();
+    for protocol in [Protocol::Transport, Protocol::Legacy] {
+        let mut sub = Subscriber::connect(&app, &alice, "alice", protocol).await;
+        sub.start("many", &format!("subscription {{ {aliases} }}"), json!({}))
+            .await;
+        let errors = sub.operation_error("many").await;
+        assert!(
+            errors[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("exactly one root field"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT");
+        // The connection keeps working, and nothing was registered.
+        sub.start("one", "subscription { notifications { op } }", json!({}))
+            .await;
+        app.wait_for_subscriptions(1).await;
+        drop(sub);
+        app.wait_for_subscriptions(0).await;
+    }
+}
+
+#[tokio::test]
+async fn requests_beyond_the_depth_field_or_complexity_limits_are_refused_over_http() {
+    let app = spawn_app_with(|c| c.limits.cost.max_depth = 4).await;
+    let user = app.user("u@x.test", &[]).await;
+    let token = app.token(&user);
+    let refused = |response: &serde_json::Value, what: &str| {
+        let message = response["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains(what), "{response}");
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
+    };
+    let deep = "{ a { b { c { d { e } } } } }";
+    refused(&app.graphql(&token, deep, json!({})).await, "too deep");
+    let wide: String = (0..501).map(|i| format!("f{i}: cursor ")).collect();
+    refused(
+        &app.graphql(&token, &format!("{{ {wide} }}"), json!({}))
+            .await,
+        "too many fields",
+    );
+    let pages: String = (0..10)
+        .map(|i| {
+            format!(
+                "p{i}: documents(first: 1000) {{ rows {{ id title body tenant_id updated_at }} }} "
+            )
+        })
+        .collect();
+    refused(
+        &app.graphql(&token, &format!("{{ {pages} }}"), json!({}))
+            .await,
+        "too complex",
+    );
+    // Within the limits, and introspection (deeper than 4) still works.
+    let fine = app
+        .graphql(&token, "{ documents(first: 5) { rows { id } } }", json!({}))
+        .await;
+    assert!(fine["errors"].is_null(), "{fine}");
+    let introspection = app
+        .graphql(
+            &token,
+            "{ __schema { types { fields { type { ofType { ofType { name } } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(introspection["errors"].is_null(), "{introspection}");
 }

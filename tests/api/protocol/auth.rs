@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{acme, expect_close, next_legacy, whoami};
-use crate::helpers::{Frame, SECRET, TestApp, WsClient, bearer_init, token_with};
+use crate::helpers::{Frame, SECRET, TestApp, WsClient, bearer_init, spawn_app_with, token_with};
 
 /// Opens a graphql-transport-ws connection with the upgrade `headers`.
 async fn connect_with_headers(app: &TestApp, headers: &[(&str, &str)]) -> WsClient {
@@ -144,9 +144,18 @@ async fn a_token_in_the_headers_form_of_the_init_payload_authenticates() {
     assert_init_authenticates(&app, &[], init, &alice).await;
 }
 
+/// Acme on an instance without JWT leeway, so that a connection closes at
+/// its token's `exp` exactly: (app, alice).
+async fn acme_without_leeway() -> (TestApp, String) {
+    let app = spawn_app_with(|c| c.jwt_leeway = Duration::ZERO).await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+    (app, alice)
+}
+
 #[tokio::test]
 async fn a_connection_is_closed_with_4403_when_its_token_expires_while_idle() {
-    let (app, _, alice) = acme().await;
+    let (app, alice) = acme_without_leeway().await;
     let mut ws = WsClient::transport(&app.ws_url).await;
     let started = Instant::now();
     ws.init(&token_with(&alice, "app_user", 2)).await;
@@ -162,7 +171,7 @@ async fn a_connection_is_closed_with_4403_when_its_token_expires_while_idle() {
 
 #[tokio::test]
 async fn a_legacy_connection_is_closed_with_4403_when_its_token_expires() {
-    let (app, _, alice) = acme().await;
+    let (app, alice) = acme_without_leeway().await;
     let mut ws = WsClient::legacy(&app.ws_url).await;
     let started = Instant::now();
     ws.init(&token_with(&alice, "app_user", 2)).await;

@@ -85,3 +85,40 @@ async fn legacy_connections_get_ka_keep_alives_within_the_clients_30_second_wind
         first.elapsed()
     );
 }
+
+#[tokio::test]
+async fn legacy_a_second_start_with_a_running_id_replaces_the_operation() {
+    let (app, tenant, alice) = acme().await;
+    let mut ws = app.legacy_as(&alice).await;
+    // The first operation under "a" would see only rows titled "old".
+    let old = "subscription { notifications(ops: [INSERT], where: {title: {eq: \"old\"}}) { row { id title user_id } } }";
+    ws.start("a", old, json!({})).await;
+    app.wait_for_subscriptions(1).await;
+    let hub = app.app.state().hub.clone();
+    let mut changes = hub.changes();
+    let before = *changes.borrow_and_update();
+    ws.start("a", NOTIFICATIONS, json!({})).await;
+    // The old one is stopped (one change of the hub) and the new one
+    // registered (another): still one subscription.
+    // (The guard `wait_for` returns is dropped at once: it holds the
+    // hub's watch locked.)
+    let replaced = tokio::time::timeout(WAIT, changes.wait_for(|n| *n >= before + 2))
+        .await
+        .is_ok();
+    assert!(replaced, "the second start did not replace the first");
+    assert_eq!(hub.subscription_count(), 1);
+    notify(&app, &tenant, &alice, "new").await;
+    notify(&app, &tenant, &alice, "old").await;
+    // Both rows reach the new operation; the old one sends nothing, not
+    // even a `complete`, which the client would take as the new one's end.
+    for title in ["new", "old"] {
+        let msg = next_legacy_json(&mut ws).await;
+        assert_eq!(msg["type"], "data", "{msg}");
+        assert_notification(&msg, "a", title);
+    }
+    ws.send(json!({"type": "stop", "id": "a"})).await;
+    assert_eq!(
+        next_legacy_json(&mut ws).await,
+        json!({"type": "complete", "id": "a"})
+    );
+}

@@ -1,0 +1,173 @@
+//! Which roles a token may name, checked per token role: not a superuser,
+//! not BYPASSRLS, without the privileges of a tracked table's owner unless
+//! the table forces row-level security; and a revoked grant is refused once
+//! the role cache has expired.
+//!
+//! Roles are cluster-wide: each test creates its own, named after the test
+//! process and a counter, and drops them at the end (roles left by a test
+//! process that has exited are dropped by the next run).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{app_with, assert_accepted, assert_refused, eventually, hs256, init_outcome, now};
+use crate::helpers::{Frame, TestApp, WsClient};
+
+/// Prefix of the roles these tests create.
+const PREFIX: &str = "pgherald_t";
+
+/// A new role `create role <name> <options>`, granted to the login role.
+async fn create_role(app: &TestApp, kind: &str, options: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    drop_leftover_roles(app).await;
+    let name = format!(
+        "{PREFIX}{}_{}_{kind}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    app.sql(&format!(
+        "create role {name} nologin {options}; grant {name} to herald_authenticator;"
+    ))
+    .await;
+    name
+}
+
+/// Drops `roles` (after giving what they own in this database back).
+async fn drop_roles(app: &TestApp, roles: &[&str]) {
+    for role in roles {
+        app.sql(&format!(
+            "reassign owned by {role} to current_user; drop owned by {role}; drop role {role};"
+        ))
+        .await;
+    }
+}
+
+/// Drops roles of test processes that have exited (a failed test keeps its
+/// roles until then). A role that still owns objects in another database
+/// stays until that database is dropped.
+async fn drop_leftover_roles(app: &TestApp) {
+    let rows = app
+        .admin
+        .query(
+            "select rolname::text from pg_roles where rolname like 'pgherald\\_t%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        let gone = pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+        if gone {
+            let _ = app
+                .admin
+                .batch_execute(&format!("drop owned by {name}; drop role {name}"))
+                .await;
+        }
+    }
+}
+
+/// A token for `sub` naming `role`.
+fn token(sub: &str, role: &str) -> String {
+    hs256(&json!({"sub": sub, "role": role, "exp": now() + 600}))
+}
+
+#[tokio::test]
+async fn a_token_naming_a_superuser_or_bypassrls_role_is_refused() {
+    let (app, alice) = app_with(|_| {}).await;
+    // Superusers have the privileges of every table owner: with every tracked
+    // table forcing RLS, only the attribute itself can refuse them.
+    app.sql(
+        "do $$ declare t regclass; begin
+           for t in select relid::regclass from herald.tracked loop
+             execute format('alter table %s force row level security', t);
+           end loop;
+         end $$;",
+    )
+    .await;
+    let plain = create_role(&app, "plain", "").await;
+    let superuser = create_role(&app, "super", "superuser").await;
+    let bypass = create_role(&app, "bypass", "bypassrls").await;
+
+    assert_accepted(&app, &token(&alice, &plain), "a plain granted role").await;
+    assert_refused(&app, &token(&alice, &superuser), "a superuser role").await;
+    assert_refused(&app, &token(&alice, &bypass), "a BYPASSRLS role").await;
+
+    // The anonymous role passes the same check.
+    let anon_super = superuser.clone();
+    let anonymous = crate::helpers::spawn_app_with(|c| c.anon_role = Some(anon_super)).await;
+    let mut ws = WsClient::transport(&anonymous.ws_url).await;
+    ws.send(json!({"type": "connection_init"})).await;
+    assert!(
+        matches!(ws.next().await, Frame::Close(4403, _)),
+        "a superuser anonymous role"
+    );
+
+    drop_roles(&app, &[&plain, &superuser, &bypass]).await;
+}
+
+#[tokio::test]
+async fn a_token_naming_a_tracked_tables_owner_is_refused_unless_the_table_forces_rls() {
+    let (app, alice) = app_with(|c| c.role_cache_ttl = Duration::from_secs(1)).await;
+    let owner = create_role(&app, "owner", "").await;
+    // A member inheriting the owner's privileges bypasses RLS as the owner does.
+    let heir = create_role(&app, "heir", &format!("in role {owner}")).await;
+    // One that does not inherit them does not.
+    let noinherit = create_role(&app, "noinh", &format!("noinherit in role {owner}")).await;
+    app.sql(&format!(
+        "grant app_user to {owner}, {noinherit}; alter table public.documents owner to {owner};"
+    ))
+    .await;
+
+    assert_refused(&app, &token(&alice, &owner), "the owner of documents").await;
+    assert_refused(&app, &token(&alice, &heir), "a member inheriting the owner").await;
+    assert_accepted(&app, &token(&alice, &noinherit), "a NOINHERIT member").await;
+
+    app.sql("alter table public.documents force row level security")
+        .await;
+    assert_accepted(&app, &token(&alice, &owner), "the owner, RLS forced").await;
+    assert_accepted(&app, &token(&alice, &heir), "the heir, RLS forced").await;
+
+    // An allowed role is cached: the change is seen once the cache expires.
+    app.sql("alter table public.documents no force row level security")
+        .await;
+    let (app_ref, alice_ref, owner_ref) = (&app, &alice, &owner);
+    eventually(
+        "the owner refused once RLS is no longer forced",
+        || async move {
+            matches!(
+                init_outcome(app_ref, &token(alice_ref, owner_ref)).await,
+                Err(4403)
+            )
+        },
+    )
+    .await;
+
+    drop_roles(&app, &[&heir, &noinherit, &owner]).await;
+}
+
+#[tokio::test]
+async fn a_revoked_role_is_refused_on_the_next_connection_once_the_cache_expires() {
+    let (app, alice) = app_with(|c| c.role_cache_ttl = Duration::from_secs(1)).await;
+    let role = create_role(&app, "revoked", "").await;
+    app.sql(&format!("grant app_user to {role}")).await;
+    assert_accepted(&app, &token(&alice, &role), "while granted").await;
+
+    app.sql(&format!("revoke {role} from herald_authenticator"))
+        .await;
+    let (app_ref, alice, role_name) = (&app, &alice, &role);
+    eventually("the revoked role refused", || async move {
+        matches!(
+            init_outcome(app_ref, &token(alice, role_name)).await,
+            Err(4403)
+        )
+    })
+    .await;
+
+    drop_roles(&app, &[&role]).await;
+}
