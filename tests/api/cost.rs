@@ -6,20 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Protocol, Subscriber, TestApp, WAIT, spawn_app_with};
-
-/// Waits (bounded) until the instance's schema has the query field `field`.
-async fn wait_for_field(app: &TestApp, table: &str) {
-    let mut changes = app.app.state().schema.changes();
-    let deadline = tokio::time::sleep(WAIT);
-    tokio::pin!(deadline);
-    while app.app.state().schema.catalog().resolve(table).is_err() {
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = &mut deadline => panic!("timed out waiting for {table} in the schema"),
-        }
-    }
-}
+use crate::helpers::{Protocol, Subscriber, spawn_app_with};
 
 #[tokio::test]
 async fn a_flood_of_slow_queries_leaves_readyz_ready_and_delivery_prompt() {
@@ -43,7 +30,7 @@ async fn a_flood_of_slow_queries_leaves_readyz_ready_and_delivery_prompt() {
          select pg_advisory_lock(4242)",
     )
     .await;
-    wait_for_field(&app, "slow_items").await;
+    app.wait_for_tracked("slow_items").await;
     let tenant = app.tenant("Acme").await;
     let alice = app.user("alice@acme.test", &[&tenant]).await;
     let mut sub = Subscriber::connect(&app, &alice, "alice", Protocol::Transport).await;
@@ -126,7 +113,7 @@ async fn a_query_longer_than_the_query_timeout_is_cancelled_with_a_clear_error()
          select herald.track('public.slow_items')",
     )
     .await;
-    wait_for_field(&app, "slow_items").await;
+    app.wait_for_tracked("slow_items").await;
     let user = app.user("u@x.test", &[]).await;
     let started = Instant::now();
     let response = app

@@ -3,21 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, Subscriber, TestApp, WAIT, spawn_app};
-
-/// Waits (bounded) until the instance's schema satisfies `condition`,
-/// re-checking on every schema rebuild.
-async fn wait_for_schema(app: &TestApp, what: &str, condition: impl Fn(&TestApp) -> bool) {
-    let mut changes = app.app.state().schema.changes();
-    let deadline = tokio::time::sleep(WAIT);
-    tokio::pin!(deadline);
-    while !condition(app) {
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = &mut deadline => panic!("timed out waiting for the schema to {what}"),
-        }
-    }
-}
+use crate::helpers::{Protocol, Subscriber, TestApp, spawn_app};
 
 fn tracks(app: &TestApp, name: &str) -> bool {
     app.app.state().schema.catalog().resolve(name).is_ok()
@@ -53,7 +39,8 @@ async fn widgets(app: &TestApp) {
          select herald.track('public.widgets')",
     )
     .await;
-    wait_for_schema(app, "track widgets", |a| tracks(a, "widgets")).await;
+    app.wait_for_schema("track widgets", |a| tracks(a, "widgets"))
+        .await;
 }
 
 #[tokio::test]
@@ -123,7 +110,8 @@ async fn a_dropped_table_ends_its_subscriptions_with_a_clear_error() {
     let msg = sub.next_message().await;
     assert_eq!(msg["type"], "error", "{msg}");
     assert_eq!(error_code(&msg), "TABLE_GONE", "{msg}");
-    wait_for_schema(&app, "forget widgets", |a| !tracks(a, "widgets")).await;
+    app.wait_for_schema("forget widgets", |a| !tracks(a, "widgets"))
+        .await;
     let untracked: i64 = app
         .admin
         .query_one("select count(*) from herald.tracked", &[])
@@ -143,7 +131,7 @@ async fn renamed_tables_and_new_columns_show_up_in_a_rebuilt_schema() {
          alter table public.gadgets drop column name",
     )
     .await;
-    wait_for_schema(&app, "show gadgets.color", |a| {
+    app.wait_for_schema("show gadgets.color", |a| {
         column_names(a, "gadgets") == ["id", "color"]
     })
     .await;
@@ -186,7 +174,8 @@ async fn a_partitioned_table_delivers_every_partition_under_its_own_name_and_pol
          select herald.track('public.readings')",
     )
     .await;
-    wait_for_schema(&app, "track readings", |a| tracks(a, "readings")).await;
+    app.wait_for_schema("track readings", |a| tracks(a, "readings"))
+        .await;
     let refused = app
         .admin
         .execute("select herald.track('public.readings_a')", &[])

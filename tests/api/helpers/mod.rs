@@ -146,14 +146,22 @@ impl TestApp {
     /// `name`: the schema is rebuilt asynchronously after `herald.track`, and
     /// until then the table is unknown to `changes` and has no typed fields.
     pub async fn wait_for_tracked(&self, name: &str) {
-        let state = self.app.state();
-        let mut changes = state.schema.changes();
+        self.wait_for_schema(&format!("track {name}"), |t| {
+            t.app.state().schema.catalog().resolve(name).is_ok()
+        })
+        .await;
+    }
+
+    /// Waits (bounded) until the instance's schema satisfies `condition`,
+    /// re-checking on every schema rebuild.
+    pub async fn wait_for_schema(&self, what: &str, condition: impl Fn(&TestApp) -> bool) {
+        let mut changes = self.app.state().schema.changes();
         let deadline = tokio::time::sleep(WAIT);
         tokio::pin!(deadline);
-        while state.schema.catalog().resolve(name).is_err() {
+        while !condition(self) {
             tokio::select! {
                 _ = changes.changed() => {}
-                _ = &mut deadline => panic!("timed out waiting for the schema to track {name}"),
+                _ = &mut deadline => panic!("timed out waiting for the schema to {what}"),
             }
         }
     }
