@@ -478,3 +478,91 @@ async fn legacy_refused_init_gets_connection_error_then_the_close_code_of_its_re
     assert_eq!(error["type"], "connection_error", "{error}");
     assert_eq!(peer.close_code().await, 4503);
 }
+
+// ---- fuzzing the protocol handlers -------------------------------------------
+
+mod fuzz {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::{Value, json};
+
+    use super::super::handler::Handler;
+    use super::super::init::InitStatus;
+    use super::super::legacy::LegacyHandler;
+    use super::super::transport::TransportHandler;
+
+    /// A client message: well-formed or not, of any type, id and payload.
+    fn message() -> impl Strategy<Value = String> {
+        let kind = prop::sample::select(vec![
+            "connection_init",
+            "subscribe",
+            "complete",
+            "ping",
+            "pong",
+            "start",
+            "stop",
+            "connection_terminate",
+            "next",
+            "",
+            "unknown",
+        ]);
+        let id = prop_oneof![
+            Just(Value::Null),
+            Just(json!("")),
+            "[a-c]{1,2}".prop_map(Value::String),
+            any::<i64>().prop_map(|n| json!(n)),
+        ];
+        let query = prop::sample::select(vec![
+            "subscription { a { b } }",
+            "subscription { a: x b: y }",
+            "{ cursor }",
+            "query Q { a(first: 1000) { rows(first: 1000) { id } } }",
+            "not graphql",
+            "",
+        ]);
+        let payload = prop_oneof![
+            Just(Value::Null),
+            Just(json!([])),
+            (query, any::<bool>()).prop_map(|(q, vars)| {
+                if vars {
+                    json!({"query": q, "variables": {"f": {"a": {"eq": 1}}, "n": 5}})
+                } else {
+                    json!({"query": q, "operationName": "Q"})
+                }
+            }),
+        ];
+        prop_oneof![
+            4 => (kind, id, payload).prop_map(|(t, id, payload)| {
+                json!({"type": t, "id": id, "payload": payload}).to_string()
+            }),
+            1 => any::<String>(),
+            1 => "[\\[\\]{}\":, a-z0-9]{0,40}",
+        ]
+    }
+
+    fn runner() -> TestRunner {
+        TestRunner::new(Config {
+            cases: 300,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn the_handlers_never_panic_on_any_message_sequence() {
+        runner()
+            .run(&prop::collection::vec(message(), 1..30), |messages| {
+                let mut transport =
+                    TransportHandler::new(InitStatus::default(), Default::default());
+                let mut legacy = LegacyHandler::new(InitStatus::default(), Default::default());
+                for text in &messages {
+                    let _ = transport.on_text(text);
+                    let _ = legacy.on_text(text);
+                }
+                let _ = transport.on_close();
+                let _ = legacy.on_close();
+                Ok(())
+            })
+            .unwrap();
+    }
+}
