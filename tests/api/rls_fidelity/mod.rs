@@ -31,7 +31,7 @@ use std::cell::Cell;
 
 use pgherald::auth::Caller;
 use proptest::strategy::Strategy;
-use proptest::test_runner::{Config, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
@@ -102,17 +102,29 @@ fn bump(stats: &Cell<Stats>, f: impl FnOnce(&mut Stats)) {
     stats.set(s);
 }
 
-/// A deterministic runner for `cases` cases (no persisted failures).
-fn runner(cases: u32) -> TestRunner {
-    let config = Config {
+/// The seed of this run: `PGHERALD_RLS_SEED`, else a new one (printed, so
+/// that a failure can be rerun).
+fn seed() -> u64 {
+    std::env::var("PGHERALD_RLS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        })
+}
+
+/// A runner for `cases` cases seeded with `seed` (no persisted failures).
+fn runner(cases: u32, seed: u64) -> TestRunner {
+    TestRunner::new(Config {
         cases,
         failure_persistence: None,
         max_shrink_iters: 300,
         max_shrink_time: 30_000,
+        rng_seed: RngSeed::Fixed(seed),
         ..Config::default()
-    };
-    let rng = TestRng::deterministic_rng(config.rng_algorithm);
-    TestRunner::new_with_rng(config, rng)
+    })
 }
 
 /// Runs `case` for `cases` values drawn from `strategy`, all on one fresh
@@ -142,10 +154,12 @@ fn check_property<S: Strategy>(
         h
     });
     let stats = Cell::new(Stats::default());
-    let result = runner(cases).run(&strategy, |s| rt.block_on(case(&h, &s, &stats)));
+    let seed = seed();
+    eprintln!("RLS property seed {seed} (rerun with PGHERALD_RLS_SEED={seed})");
+    let result = runner(cases, seed).run(&strategy, |s| rt.block_on(case(&h, &s, &stats)));
     rt.block_on(async move { drop(h) });
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("seed {seed} (rerun with PGHERALD_RLS_SEED={seed}): {e}");
     }
     stats.get()
 }
