@@ -143,8 +143,12 @@ impl Writer {
             let client = connect(&url).await;
             let insert = "insert into notifications (tenant_id, user_id, title)
                           values ($1::text::uuid, $2::text::uuid, $3)";
+            // Writes are paced: they are to overlap what the test does
+            // meanwhile, not to load the machine.
+            let mut pace = tokio::time::interval(Duration::from_millis(2));
             let mut n = 0;
             while n < MAX_WRITES && !stopped.load(Ordering::Relaxed) {
+                pace.tick().await;
                 client
                     .execute(insert, &[&tenant, &alice, &format!("w{n:05}")])
                     .await
@@ -157,9 +161,6 @@ impl Writer {
                         .unwrap();
                 }
                 report.send_replace(n);
-                // Spread the writes out: they are to overlap what the test
-                // does meanwhile, not to load the machine.
-                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             n
         });

@@ -131,15 +131,17 @@ impl TestApp {
         let state = self.app.state();
         let mut hub = state.hub.changes();
         let mut listener = state.listener.changes();
-        let deadline = tokio::time::sleep(WAIT);
-        tokio::pin!(deadline);
-        while !condition(self) {
-            tokio::select! {
-                _ = hub.changed() => {}
-                _ = listener.changed() => {}
-                _ = &mut deadline => panic!("timed out waiting for: {what}"),
+        let changes = async {
+            while !condition(self) {
+                tokio::select! {
+                    _ = hub.changed() => {}
+                    _ = listener.changed() => {}
+                }
             }
-        }
+        };
+        tokio::time::timeout(WAIT, changes)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
     }
 
     /// Waits (bounded) until the instance's schema knows the tracked table
@@ -156,14 +158,14 @@ impl TestApp {
     /// re-checking on every schema rebuild.
     pub async fn wait_for_schema(&self, what: &str, condition: impl Fn(&TestApp) -> bool) {
         let mut changes = self.app.state().schema.changes();
-        let deadline = tokio::time::sleep(WAIT);
-        tokio::pin!(deadline);
-        while !condition(self) {
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = &mut deadline => panic!("timed out waiting for the schema to {what}"),
+        let rebuilt = async {
+            while !condition(self) {
+                let _ = changes.changed().await;
             }
-        }
+        };
+        tokio::time::timeout(WAIT, rebuilt)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for the schema to {what}"));
     }
 
     /// Waits until the hub holds `n` subscriptions.

@@ -75,17 +75,13 @@ async fn http_refusal(app: &TestApp, token: &str) -> String {
     message
 }
 
-/// Retries `attempt` until it returns true, or panics after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut attempt: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !attempt().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits until a time rule of the server has certainly run out: `period`
+/// after `since`, an instant taken once the server started counting (after
+/// the cache was filled, the keys fetched). The rule is about time itself,
+/// so its deadline is the event waited for.
+async fn until_expired(since: Instant, period: Duration) {
+    assert!(period < WAIT, "a rule of {period:?} makes a slow test");
+    tokio::time::sleep_until(since + period).await;
 }
 
 /// An instance and a user of it: (app, user id).
