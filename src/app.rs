@@ -194,12 +194,13 @@ async fn reload_schema(
             _ = status.catalog.notified() => {}
             _ = poll.tick() => {}
         }
+        // The running schema's catalog, by reference: no copy per poll.
+        let running = state.schema.current();
+        let current = &running.subscription_info.catalog;
         match catalog::load(&state.internal_pool).await {
-            Ok(catalog) if catalog == state.schema.catalog() => {}
+            Ok(catalog) if &catalog == current => {}
             Ok(catalog) => {
-                let gone: Vec<u32> = state
-                    .schema
-                    .catalog()
+                let gone: Vec<u32> = current
                     .tables
                     .iter()
                     .filter(|t| catalog.by_relid(t.relid).is_none())
