@@ -102,7 +102,12 @@ impl Application {
             pool: pool.clone(),
             internal_pool: internal_pool.clone(),
             hub: hub.clone(),
-            feed: Arc::new(Feed::new(hub.clone(), pool.clone(), cursors)),
+            feed: Arc::new(Feed::new(
+                hub.clone(),
+                pool.clone(),
+                cursors,
+                config.limits.query_timeout,
+            )),
             schema: SchemaHandle::new(graphql::build(catalog)),
             verifier,
             roles: RoleGate::new(config.role_cache_ttl),

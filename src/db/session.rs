@@ -26,11 +26,22 @@ pub async fn read_as<'a>(
         .read_only(true)
         .start()
         .await?;
+    assume(&tx, caller, timeout).await?;
+    Ok(tx)
+}
+
+/// Makes the rest of transaction `tx` run as `caller`: its role and claims
+/// (row-level security applies), and every statement limited to `timeout`.
+pub async fn assume(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    timeout: Duration,
+) -> Result<(), DbError> {
     let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     tx.execute(
         "select herald.set_context($1, $2), set_config('statement_timeout', $3::bigint::text, true)",
         &[&caller.role, caller.claims.as_ref(), &timeout_ms],
     )
     .await?;
-    Ok(tx)
+    Ok(())
 }

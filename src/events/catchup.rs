@@ -1,24 +1,43 @@
-//! Resuming from a cursor: the events a subscriber missed between its cursor
-//! and the position at which it joined the live stream, read from the outbox
-//! and authorized for that one subscriber.
+//! Resuming from a cursor: what a subscriber missed, converged to the
+//! present. Replaying the missed row versions would hand out versions the
+//! subscriber could never read (judged by today's policies, a version written
+//! before it joined a tenant looks readable), so catch-up delivers instead,
+//! for each row changed since the cursor:
 //!
-//! With cursor `(low, high, id)` and join position `P` (which covers `high`),
-//! the missed events are, in order: the rest of the cursor's batch (visible in
-//! `high`, not in `low`, id above `id`), then everything visible in `P` but
-//! not in `high`. Live batches start after `P`, so nothing is missed twice.
+//! - its current version, read as the subscriber (row-level security, column
+//!   privileges, its filter), when it may see it now: an `INSERT` if the row
+//!   did not exist at the cursor, else an `UPDATE` (with no old version);
+//! - a key-only removal when it may not, and the row as it was at the cursor
+//!   passes its policies and filter today (so the subscriber may have it):
+//!   a `DELETE` if the row is gone, else an `UPDATE` with no new version.
+//!
+//! Everything is read in one repeatable-read transaction at a snapshot `S`
+//! taken after the subscription joined the live stream; live deliveries of
+//! transactions visible in `S` are then dropped (see [`CatchUp::upto`]), so
+//! nothing is missed or delivered twice. Converged changes carry the
+//! client's own cursor, the last one a cursor at `S`: a client that drops
+//! out half-way converges again from where it started.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use futures::Stream;
+use serde_json::Value;
+use tokio_postgres::IsolationLevel;
 
-use super::Op;
 use super::cursor::Cursor;
-use super::delivery::{self, Bounds, DecideError, Delivery, Interest};
-use super::outbox::{self, PAGE_SIZE};
+use super::delivery::{Bounds, DecideError, Delivery, Interest};
+use super::outbox::{self, OutboxError};
 use super::snapshot::Snapshot;
-use crate::db::DbError;
-use crate::db::authorizer::{AuthorizerStats, ContextFailure, PgAuthorizer};
+use super::{Event, Op};
+use crate::db::authorizer::{Authorize, AuthorizerStats, Check, ContextFailure, Isolation};
+use crate::db::jsonb::Jsonb;
+use crate::db::{DbError, session};
+
+/// At most this many rows may have changed since a cursor; beyond it the
+/// client reads the table again (bounds the work and memory of one resume).
+pub const MAX_CHANGED_ROWS: i64 = 10_000;
 
 /// Why a cursor cannot be resumed from.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +51,14 @@ pub enum CatchupError {
     /// The table was truncated after the cursor.
     #[error("the table was truncated after this cursor; resync required")]
     Truncated,
+    /// Too many rows changed since the cursor.
+    #[error(
+        "more than {MAX_CHANGED_ROWS} rows of the table changed since this cursor; resync required"
+    )]
+    TooManyChanges,
     /// Reading failed.
     #[error("database: {0}")]
     Db(#[from] DbError),
-    /// Reading failed.
-    #[error("outbox: {0}")]
-    Outbox(#[from] outbox::OutboxError),
     /// The subscriber's security context could not be evaluated.
     #[error("security context failed ({0:?})")]
     ContextFailed(ContextFailure),
@@ -49,6 +70,21 @@ impl From<DecideError> for CatchupError {
             DecideError::Db(e) => CatchupError::Db(e),
             DecideError::ContextFailed(failure) => CatchupError::ContextFailed(failure),
         }
+    }
+}
+
+impl From<OutboxError> for CatchupError {
+    fn from(e: OutboxError) -> Self {
+        CatchupError::Db(match e {
+            OutboxError::Db(e) => DbError::from(e),
+            OutboxError::Data(d) => DbError::Data(d),
+        })
+    }
+}
+
+impl From<tokio_postgres::Error> for CatchupError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        CatchupError::Db(e.into())
     }
 }
 
@@ -68,127 +104,219 @@ pub async fn server_identity(pool: &Pool) -> Result<String, DbError> {
     Ok(row.get(0))
 }
 
-/// Refuses cursors that would miss events.
-pub async fn check_resumable(
+/// A converged catch-up: its deliveries, and the snapshot they bring the
+/// subscriber to.
+pub struct CatchUp {
+    /// In the order of each row's last change.
+    pub deliveries: Vec<Delivery>,
+    /// Every transaction visible here is accounted for: live deliveries of
+    /// these are dropped.
+    pub upto: Snapshot,
+}
+
+/// One row changed since the cursor, as `herald.changed_rows` lists it.
+struct Changed {
+    key: String,
+    before: Option<Arc<Value>>,
+    gone: bool,
+    xid: u64,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Converges the subscriber of `interest` from `cursor` to now. Reads with
+/// `pool` (a client's read, so statements run at most `timeout`) and asks
+/// `authorizer` about rows that may have left the subscriber's view.
+pub async fn converge(
     pool: &Pool,
-    identity: &str,
+    authorizer: &dyn Authorize,
+    stats: &AuthorizerStats,
+    interest: &Interest,
     cursor: &Cursor,
-) -> Result<(), CatchupError> {
-    if cursor.identity != identity {
-        return Err(CatchupError::ForeignCursor);
-    }
-    let client = pool.get().await.map_err(DbError::from)?;
-    let row = client
+    timeout: Duration,
+) -> Result<CatchUp, CatchupError> {
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let client: &mut tokio_postgres::Client = &mut client;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let upto = outbox::current_snapshot(&tx).await?;
+    // In the same snapshot as the events: a prune cannot slip in between.
+    let pruned: Option<i64> = tx
         .query_one("select pruned_xid::text::bigint from herald.retention", &[])
-        .await
-        .map_err(DbError::from)?;
-    let pruned: Option<i64> = row.get(0);
-    // Expired when the newest pruned transaction is not consumed by the
-    // cursor (`high` covers `low`, checked when it was decoded). Visibility,
-    // not `xmin`: a snapshot's `xmin` is held back by any transaction running
-    // anywhere in the cluster, which would refuse cursors younger than the prune.
-    match pruned {
-        Some(xid) if !cursor.low.sees(xid as u64) => Err(CatchupError::Expired),
-        _ => Ok(()),
+        .await?
+        .get(0);
+    if pruned.is_some_and(|xid| !cursor.low.sees(xid as u64)) {
+        // The newest pruned transaction is not consumed by the cursor (`high`
+        // covers `low`, checked when it was decoded). Visibility, not `xmin`:
+        // a snapshot's `xmin` is held back by any transaction in the cluster.
+        return Err(CatchupError::Expired);
     }
-}
+    let table: String = tx
+        .query_one("select $1::oid::regclass::text", &[&interest.relid])
+        .await?
+        .get(0);
+    let rows = tx
+        .query(
+            "select key, before, gone, last_xid, last_at
+               from herald.changed_rows($1, $2, $3, $4, $5, $6)",
+            &[
+                &interest.relid,
+                &cursor.low.to_string(),
+                &cursor.high.to_string(),
+                &cursor.id,
+                &upto.to_string(),
+                &(MAX_CHANGED_ROWS + 1),
+            ],
+        )
+        .await?;
+    if rows.len() as i64 > MAX_CHANGED_ROWS {
+        return Err(CatchupError::TooManyChanges);
+    }
+    let mut changed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(key) = row.get::<_, Option<String>>("key") else {
+            if interest.ops.contains(Op::Truncate) {
+                // Which of its rows are gone cannot be told row by row.
+                return Err(CatchupError::Truncated);
+            }
+            continue;
+        };
+        changed.push(Changed {
+            key,
+            before: row
+                .try_get::<_, Option<Jsonb>>("before")?
+                .map(|j| Arc::new(j.0)),
+            gone: row.get("gone"),
+            xid: row.get::<_, i64>("last_xid") as u64,
+            at: row.get("last_at"),
+        });
+    }
+    if changed.is_empty() {
+        tx.commit().await?;
+        return Ok(CatchUp {
+            deliveries: Vec::new(),
+            upto,
+        });
+    }
+    session::assume(&tx, &interest.caller, timeout).await?;
+    let keys: Vec<&str> = changed.iter().map(|c| c.key.as_str()).collect();
+    let mut current: HashMap<String, Arc<Value>> = HashMap::new();
+    for row in tx
+        .query(
+            "select key, image from herald.read_keys($1::oid::regclass, $2)",
+            &[&interest.relid, &keys],
+        )
+        .await?
+    {
+        current.insert(row.get(0), Arc::new(row.try_get::<_, Jsonb>(1)?.0));
+    }
+    tx.commit().await?;
 
-struct Phase {
-    bounds: Arc<Bounds>,
-    after_id: i64,
-    done: bool,
-}
-
-/// The deliveries between `cursor` and `position`, in order, page by page;
-/// what the authorizer had to deal with is counted in `stats`.
-pub fn replay(
-    pool: Pool,
-    interest: Interest,
-    cursor: Cursor,
-    position: Snapshot,
-    stats: Arc<AuthorizerStats>,
-) -> impl Stream<Item = Result<Delivery, CatchupError>> + Send {
-    let phases = vec![
-        Phase {
-            bounds: Arc::new(Bounds {
-                low: cursor.high.clone(),
-                high: position,
+    let current: Vec<Option<Arc<Value>>> = changed
+        .iter()
+        .map(|c| current.remove(&c.key))
+        .map(|row| row.filter(|r| interest.filter.matches(r)))
+        .collect();
+    let had = had_before(authorizer, stats, interest, &changed, &current).await?;
+    let table: Arc<str> = table.into();
+    let mut deliveries = Vec::new();
+    for ((change, row), had) in changed.iter().zip(current).zip(had) {
+        let (op, row, old) = match (row, had) {
+            (Some(row), _) => {
+                let op = if change.before.is_some() {
+                    Op::Update
+                } else {
+                    Op::Insert
+                };
+                (op, Some(row), None)
+            }
+            (None, Some(key)) => {
+                let op = if change.gone { Op::Delete } else { Op::Update };
+                (op, None, Some(key))
+            }
+            (None, None) => continue,
+        };
+        if !interest.ops.contains(op) {
+            continue;
+        }
+        deliveries.push(Delivery {
+            event: Arc::new(Event {
+                // Converged changes resume from the client's own cursor.
+                id: cursor.id,
+                xid: change.xid,
+                relid: interest.relid,
+                table: table.clone(),
+                op,
+                new_row: row.clone(),
+                old_row: old.clone(),
+                committed_at: change.at,
             }),
-            after_id: 0,
-            done: false,
-        },
-        Phase {
+            row,
+            old,
             bounds: Arc::new(Bounds {
                 low: cursor.low.clone(),
                 high: cursor.high.clone(),
             }),
-            after_id: cursor.id,
-            done: false,
-        },
-    ];
-    // `phases` is a stack: the cursor's own batch first.
-    let state = (
-        (pool, stats),
-        interest,
-        phases,
-        Vec::<Delivery>::new().into_iter(),
-    );
-    futures::stream::unfold(
-        state,
-        |((pool, stats), interest, mut phases, mut ready)| async move {
-            loop {
-                if let Some(d) = ready.next() {
-                    return Some((Ok(d), ((pool, stats), interest, phases, ready)));
-                }
-                let phase = phases.last_mut()?;
-                let bounds = phase.bounds.clone();
-                let result = next_page(&pool, &stats, &interest, phase).await;
-                if phase.done {
-                    phases.pop();
-                }
-                match result {
-                    Ok(ds) => ready = ds.into_iter(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, low = %bounds.low, "cursor catch-up failed");
-                        phases.clear();
-                        return Some((Err(e), ((pool, stats), interest, phases, ready)));
-                    }
-                }
-            }
-        },
-    )
+        });
+    }
+    if let Some(last) = deliveries.last_mut() {
+        // The last one brings the client to `upto`.
+        let mut event = Event::clone(&last.event);
+        event.id = 0;
+        last.event = Arc::new(event);
+        last.bounds = Arc::new(Bounds {
+            low: upto.clone(),
+            high: upto.clone(),
+        });
+    }
+    Ok(CatchUp { deliveries, upto })
 }
 
-/// Reads the next page of `phase` and decides its deliveries.
-async fn next_page(
-    pool: &Pool,
+/// For each changed row the subscriber may not see now: the key-only image
+/// to remove it by, when the row as it was at the cursor passes the
+/// subscriber's policies and filter today (it may hold that row).
+async fn had_before(
+    authorizer: &dyn Authorize,
     stats: &AuthorizerStats,
     interest: &Interest,
-    phase: &mut Phase,
-) -> Result<Vec<Delivery>, CatchupError> {
-    let page = {
-        let client = pool.get().await.map_err(DbError::from)?;
-        outbox::read_page(
-            &client,
-            &phase.bounds.low,
-            &phase.bounds.high,
-            phase.after_id,
-        )
-        .await?
-    };
-    if interest.ops.contains(Op::Truncate)
-        && page
-            .iter()
-            .any(|e| e.relid == interest.relid && e.op == Op::Truncate)
-    {
-        // Replaying the changes around a truncate would not tell the client
-        // which of its rows are gone: it must read the table again.
-        return Err(CatchupError::Truncated);
+    changed: &[Changed],
+    current: &[Option<Arc<Value>>],
+) -> Result<Vec<Option<Arc<Value>>>, CatchupError> {
+    let asked: Vec<usize> = (0..changed.len())
+        .filter(|&i| current[i].is_none() && changed[i].before.is_some())
+        .collect();
+    let mut had = vec![None; changed.len()];
+    if asked.is_empty() {
+        return Ok(had);
     }
-    match page.last() {
-        Some(last) if page.len() as i64 == PAGE_SIZE => phase.after_id = last.id,
-        _ => phase.done = true,
+    let checks: Vec<Check> = asked
+        .iter()
+        .map(|&i| Check {
+            context: 0,
+            relid: interest.relid,
+            image: changed[i].before.clone().expect("asked rows existed"),
+        })
+        .collect();
+    let verdicts = authorizer
+        .authorize(&[interest.caller.as_ref()], &checks, Isolation::OnError)
+        .await?;
+    stats.record(&verdicts);
+    if let Some(failure) = verdicts.failure(0) {
+        return Err(CatchupError::ContextFailed(failure));
     }
-    let authorizer = PgAuthorizer::new(pool.clone());
-    Ok(delivery::deliveries_for(&authorizer, stats, interest, &page, &phase.bounds).await?)
+    for (k, &i) in asked.iter().enumerate() {
+        if !verdicts.visible(k) {
+            continue;
+        }
+        let seen = verdicts.restrict(0, interest.relid, &checks[k].image);
+        if interest.filter.matches(&seen) {
+            let key = crate::db::jsonb::parse(&changed[i].key)
+                .map_err(|e| DbError::Data(format!("row key: {e}")))?;
+            had[i] = Some(Arc::new(key));
+        }
+    }
+    Ok(had)
 }

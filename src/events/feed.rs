@@ -15,7 +15,7 @@ use super::delivery::{Delivery, Interest};
 use super::hub::{EndReason, Hub};
 use super::outbox::{self, OutboxError};
 use super::snapshot::Snapshot;
-use crate::db::authorizer::ContextFailure;
+use crate::db::authorizer::{ContextFailure, PgAuthorizer};
 
 /// How long a resuming subscription waits for the listener to reach its cursor.
 const CURSOR_WAIT: Duration = Duration::from_secs(10);
@@ -49,9 +49,10 @@ pub enum FeedError {
 impl From<CatchupError> for FeedError {
     fn from(e: CatchupError) -> Self {
         match e {
-            CatchupError::ForeignCursor | CatchupError::Expired | CatchupError::Truncated => {
-                FeedError::Resync(e)
-            }
+            CatchupError::ForeignCursor
+            | CatchupError::Expired
+            | CatchupError::Truncated
+            | CatchupError::TooManyChanges => FeedError::Resync(e),
             CatchupError::ContextFailed(failure) => FeedError::ContextFailed(failure),
             other => FeedError::Catchup(other),
         }
@@ -67,12 +68,19 @@ pub struct Feed {
     hub: Arc<Hub>,
     pool: Pool,
     cursors: Arc<CursorCodec>,
+    timeout: Duration,
 }
 
 impl Feed {
-    /// A feed over `hub`, reading catch-up through `pool`.
-    pub fn new(hub: Arc<Hub>, pool: Pool, cursors: Arc<CursorCodec>) -> Feed {
-        Feed { hub, pool, cursors }
+    /// A feed over `hub`, reading catch-up through `pool` with statements
+    /// limited to `timeout`.
+    pub fn new(hub: Arc<Hub>, pool: Pool, cursors: Arc<CursorCodec>, timeout: Duration) -> Feed {
+        Feed {
+            hub,
+            pool,
+            cursors,
+            timeout,
+        }
     }
 
     /// Signs and checks cursors.
@@ -106,40 +114,56 @@ impl Feed {
         })
     }
 
-    /// Joins the live stream for `interest`; with `after`, first replays
-    /// everything committed after that cursor, so nothing is missed or
-    /// delivered twice.
+    /// Joins the live stream for `interest`; with `after`, first brings the
+    /// subscriber from that cursor to now (see [`catchup`]), so nothing is
+    /// missed or delivered twice.
     pub async fn subscribe(
         &self,
         interest: Interest,
         after: Option<Cursor>,
     ) -> Result<DeliveryStream, FeedError> {
+        if after
+            .as_ref()
+            .is_some_and(|c| c.identity != **self.cursors.identity())
+        {
+            return Err(FeedError::Resync(CatchupError::ForeignCursor));
+        }
         if let Some(cursor) = &after {
-            catchup::check_resumable(&self.pool, self.cursors.identity(), cursor).await?;
+            // A resuming client may arrive at an instance whose listener is
+            // still starting: give it a moment to reach the cursor.
             tokio::time::timeout(CURSOR_WAIT, self.hub.wait_for(&cursor.high))
                 .await
                 .map_err(|_| FeedError::Unavailable("event listener is behind"))?;
         }
+        // Join first: catch-up then reads at a snapshot that covers the
+        // position the live stream starts after.
         let registration = self
             .hub
             .register(interest.clone())
             .ok_or(FeedError::Unavailable("event listener not connected yet"))?;
-        let catch_up: DeliveryStream = match after {
-            Some(cursor) => Box::pin(
-                catchup::replay(
-                    self.pool.clone(),
-                    interest,
+        let (caught_up, upto) = match &after {
+            Some(cursor) => {
+                let authorizer = PgAuthorizer::new(self.pool.clone());
+                let caught = catchup::converge(
+                    &self.pool,
+                    &authorizer,
+                    self.hub.authorizer_stats(),
+                    &interest,
                     cursor,
-                    registration.position.clone(),
-                    self.hub.authorizer_stats().clone(),
+                    self.timeout,
                 )
-                .map(|r| r.map_err(FeedError::from)),
-            ),
-            None => Box::pin(futures::stream::empty()),
+                .await?;
+                (caught.deliveries, Some(caught.upto))
+            }
+            None => (Vec::new(), None),
         };
         let ended = registration.ended.clone();
         let capacity = self.hub.queue_capacity();
         let live = registration
+            // Transactions catch-up accounted for.
+            .filter(move |d| {
+                std::future::ready(!upto.as_ref().is_some_and(|s| s.sees(d.event.xid)))
+            })
             .map(Ok)
             .chain(futures::stream::once(async move {
                 Err(match ended.get() {
@@ -149,15 +173,17 @@ impl Feed {
                     None => FeedError::Unavailable("subscription closed"),
                 })
             }));
-        let stream = catch_up.chain(live).scan(false, |failed, item| {
-            let out = if *failed {
-                None
-            } else {
-                *failed = item.is_err();
-                Some(item)
-            };
-            std::future::ready(out)
-        });
+        let stream = futures::stream::iter(caught_up.into_iter().map(Ok))
+            .chain(live)
+            .scan(false, |failed, item| {
+                let out = if *failed {
+                    None
+                } else {
+                    *failed = item.is_err();
+                    Some(item)
+                };
+                std::future::ready(out)
+            });
         Ok(Box::pin(stream))
     }
 }

@@ -72,7 +72,7 @@ impl OpSet {
 }
 
 /// One committed row change, as read from `herald.events`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Event {
     /// Outbox id: commit order for any one row, and the order inside a batch.
     pub id: i64,

@@ -145,6 +145,7 @@ mod tests {
                     "test".into(),
                     b"key",
                 )),
+                std::time::Duration::from_secs(1),
             )),
             query_timeout: std::time::Duration::from_secs(1),
         }

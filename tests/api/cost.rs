@@ -60,20 +60,7 @@ async fn a_flood_of_slow_queries_leaves_readyz_ready_and_delivery_prompt() {
         })
         .collect();
     // Wait (bounded, in the database) until both client connections are held.
-    app.sql(
-        "do $$ begin
-           for i in 1..1000 loop
-             exit when (select count(*) from pg_locks
-                         where locktype = 'advisory' and objid = 4242 and not granted) >= 2;
-             perform pg_sleep(0.01);
-           end loop;
-           if (select count(*) from pg_locks
-                where locktype = 'advisory' and objid = 4242 and not granted) < 2 then
-             raise exception 'the flood did not take the client pool';
-           end if;
-         end $$",
-    )
-    .await;
+    app.wait_for_lock_waiters(4242, 2).await;
 
     let started = Instant::now();
     let ready = reqwest::get(format!("{}/readyz", app.http_url))

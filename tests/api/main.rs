@@ -4,6 +4,7 @@
 mod capture;
 mod clients;
 mod config;
+mod converge;
 mod cost;
 mod cross_site;
 mod delivery;

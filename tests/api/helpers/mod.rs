@@ -189,6 +189,26 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Waits (bounded, in the database) until `n` sessions wait for the
+    /// advisory lock `key`: tests hold a lock a policy or query takes, to
+    /// hold work at a known point.
+    pub async fn wait_for_lock_waiters(&self, key: i64, n: i64) {
+        self.sql(&format!(
+            "do $$ begin
+               for i in 1..1000 loop
+                 exit when (select count(*) from pg_locks
+                             where locktype = 'advisory' and objid = {key} and not granted) >= {n};
+                 perform pg_sleep(0.01);
+               end loop;
+               if (select count(*) from pg_locks
+                    where locktype = 'advisory' and objid = {key} and not granted) < {n} then
+                 raise exception 'fewer than {n} sessions wait for lock {key}';
+               end if;
+             end $$"
+        ))
+        .await;
+    }
+
     /// Creates a tenant; returns its id.
     pub async fn tenant(&self, name: &str) -> String {
         let row = self
