@@ -1,7 +1,8 @@
 //! What each subscriber receives of an event: which security contexts must be
 //! asked about which row images (deduplicated, so subscribers with the same
-//! role and claims cost one check), and, from the authorizer's verdicts,
-//! which versions of the row each subscriber gets.
+//! role and claims cost one check), at which moment (live: an old image as of
+//! the batch's start, a new one as of its end; catch-up: now), and, from the
+//! authorizer's verdicts, which versions of the row each subscriber gets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::snapshot::Snapshot;
 use super::{Event, Op, OpSet};
 use crate::auth::Caller;
 use crate::db::DbError;
+use crate::db::as_of::{AsOf, Moment};
 use crate::db::authorizer::{
     Authorize, AuthorizerStats, Check, ContextFailure, Isolation, Verdicts,
 };
@@ -86,10 +88,32 @@ pub struct Plan<'e> {
 }
 
 impl<'e> Plan<'e> {
-    /// Plans the checks for `candidates`: (index into `events`, caller).
+    /// Plans the checks for `candidates`: (index into `events`, caller),
+    /// every image judged now (cursor catch-up).
     pub fn new<'c>(
         events: &'e [Arc<Event>],
         candidates: impl IntoIterator<Item = (usize, &'c Arc<Caller>)>,
+    ) -> Plan<'e> {
+        Plan::judged(events, candidates, |_| Moment::Now)
+    }
+
+    /// Plans the checks for a live batch: old images judged as of its
+    /// start, new images as of its end.
+    pub fn live<'c>(
+        events: &'e [Arc<Event>],
+        candidates: impl IntoIterator<Item = (usize, &'c Arc<Caller>)>,
+    ) -> Plan<'e> {
+        Plan::judged(events, candidates, |is_new| match is_new {
+            true => Moment::After,
+            false => Moment::Before,
+        })
+    }
+
+    /// Plans the checks, each image judged at `moment(is_new)`.
+    fn judged<'c>(
+        events: &'e [Arc<Event>],
+        candidates: impl IntoIterator<Item = (usize, &'c Arc<Caller>)>,
+        moment: impl Fn(bool) -> Moment,
     ) -> Plan<'e> {
         let mut plan = Plan {
             events,
@@ -117,6 +141,7 @@ impl<'e> Plan<'e> {
                                 context,
                                 relid: event.relid,
                                 image: image.clone(),
+                                moment: moment(is_new),
                             });
                             checks.len() - 1
                         }),
@@ -141,11 +166,13 @@ impl<'e> Plan<'e> {
     }
 
     /// Asks the authorizer every question of the plan, in one round trip
-    /// (more when a context's call must be isolated), and counts in `stats`
-    /// what went wrong.
+    /// per moment (more when a context's call must be isolated), the moments
+    /// judged in the snapshots of `as_of`, and counts in `stats` what went
+    /// wrong.
     pub async fn authorize(
         &self,
         authorizer: &dyn Authorize,
+        as_of: &AsOf,
         isolation: Isolation,
         stats: &AuthorizerStats,
     ) -> Result<Verdicts, DbError> {
@@ -154,7 +181,7 @@ impl<'e> Plan<'e> {
         }
         let contexts: Vec<&Caller> = self.contexts.iter().map(|c| c.as_ref()).collect();
         let verdicts = authorizer
-            .authorize(&contexts, &self.checks, isolation)
+            .authorize(&contexts, &self.checks, as_of, isolation)
             .await?;
         stats.record(&verdicts);
         Ok(verdicts)
@@ -214,7 +241,8 @@ pub enum DecideError {
     ContextFailed(ContextFailure),
 }
 
-/// Decides deliveries of `events` for a single subscriber (cursor catch-up).
+/// Decides deliveries of `events` for a single subscriber (cursor catch-up),
+/// judged now.
 pub async fn deliveries_for(
     authorizer: &dyn Authorize,
     stats: &AuthorizerStats,
@@ -229,7 +257,7 @@ pub async fn deliveries_for(
         .map(|(i, _)| (i, &interest.caller));
     let plan = Plan::new(events, wanted);
     let verdicts = plan
-        .authorize(authorizer, Isolation::OnError, stats)
+        .authorize(authorizer, &AsOf::default(), Isolation::OnError, stats)
         .await?;
     if let Some(failure) = (0..plan.contexts.len()).find_map(|c| verdicts.failure(c)) {
         stats.subscriptions_ended.fetch_add(1, Ordering::Relaxed);
