@@ -352,6 +352,7 @@ fn metrics(state: &AppState) -> String {
          # TYPE pgherald_authorizer_contexts_failed_total counter\npgherald_authorizer_contexts_failed_total {}\n\
          # TYPE pgherald_authorizer_rows_hidden_by_errors_total counter\npgherald_authorizer_rows_hidden_by_errors_total {}\n\
          # TYPE pgherald_authorizer_isolated_pages_total counter\npgherald_authorizer_isolated_pages_total {}\n\
+         # TYPE pgherald_authorizer_snapshot_fallbacks_total counter\npgherald_authorizer_snapshot_fallbacks_total {}\n\
          # TYPE pgherald_context_failed_subscriptions_total counter\npgherald_context_failed_subscriptions_total {}\n\
          # TYPE pgherald_listener_heartbeat_sent gauge\npgherald_listener_heartbeat_sent {}\n\
          # TYPE pgherald_listener_heartbeat_seen gauge\npgherald_listener_heartbeat_seen {}\n\
@@ -366,6 +367,7 @@ fn metrics(state: &AppState) -> String {
         a.contexts_failed.load(Ordering::Relaxed),
         a.rows_hidden_by_errors.load(Ordering::Relaxed),
         a.isolated_pages.load(Ordering::Relaxed),
+        a.snapshot_fallbacks.load(Ordering::Relaxed),
         a.subscriptions_ended.load(Ordering::Relaxed),
         l.heartbeat_sent.load(Ordering::Relaxed),
         l.heartbeat_seen.load(Ordering::Relaxed),

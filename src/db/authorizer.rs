@@ -16,6 +16,9 @@
 //! caller to retry; the listener retries a page a few times, then asks with
 //! [`Isolation::Always`], under which every error of a context's own call
 //! fails that context: a page always makes progress.
+//!
+//! Each check says at which [`Moment`] it is judged; [`super::as_of`] runs
+//! one transaction per moment, in the snapshot the moment stands for.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,14 +32,18 @@ use serde_json::{Map, Value};
 use crate::auth::Caller;
 
 use super::DbError;
+use super::as_of::{self, AsOf, ExportedSnapshot, ImportFailed};
 use super::jsonb::ExactJson;
+
+pub use super::as_of::Moment;
 
 /// The statement timeout of an authorizer call when the login role's session
 /// sets none: a policy that hangs must not hold the instance's events.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One question: may `contexts[context]` see `image`, a row of table `relid`?
-#[derive(Debug)]
+/// One question: may `contexts[context]` see `image`, a row of table `relid`,
+/// judged as of `moment`?
+#[derive(Clone, Debug)]
 pub struct Check {
     /// Index into the contexts slice.
     pub context: usize,
@@ -44,6 +51,8 @@ pub struct Check {
     pub relid: u32,
     /// The row image.
     pub image: Arc<Value>,
+    /// Which database state its policies read.
+    pub moment: Moment,
 }
 
 /// Why a security context could not be evaluated at all. Its checks are
@@ -74,14 +83,16 @@ impl ContextFailure {
 /// The answers to a batch of [`Check`]s.
 #[derive(Debug, Default)]
 pub struct Verdicts {
-    visible: Vec<bool>,
-    columns: HashMap<(usize, u32), Arc<[String]>>,
-    failed: HashMap<usize, ContextFailure>,
+    pub(super) visible: Vec<bool>,
+    pub(super) columns: HashMap<(usize, u32), Arc<[String]>>,
+    pub(super) failed: HashMap<usize, ContextFailure>,
     /// Checks denied because the policy raised an error on that row image.
     pub hidden_by_errors: usize,
     /// Whether the contexts had to be authorized one per call, because the
     /// call for all of them failed.
     pub isolated: bool,
+    /// Moments judged now because their held snapshot could not be imported.
+    pub fell_back: usize,
 }
 
 impl Verdicts {
@@ -136,7 +147,7 @@ impl Verdicts {
     }
 
     /// Denies every check of a failed context and forgets its columns.
-    fn settle(&mut self, checks: &[Check]) {
+    pub(super) fn settle(&mut self, checks: &[Check]) {
         if self.failed.is_empty() {
             return;
         }
@@ -205,6 +216,9 @@ pub struct AuthorizerStats {
     pub isolated_pages: AtomicU64,
     /// Subscriptions ended because their security context failed.
     pub subscriptions_ended: AtomicU64,
+    /// Batches (or pages) whose old or new images were judged at dispatch
+    /// time because a held snapshot was lost.
+    pub snapshot_fallbacks: AtomicU64,
 }
 
 impl AuthorizerStats {
@@ -217,18 +231,22 @@ impl AuthorizerStats {
         if verdicts.isolated {
             self.isolated_pages.fetch_add(1, Ordering::Relaxed);
         }
+        self.snapshot_fallbacks
+            .fetch_add(verdicts.fell_back as u64, Ordering::Relaxed);
     }
 }
 
 /// Answers a batch of checks. The database in the service; the hub takes it
 /// as a parameter so that unit tests can drive it without Postgres.
 pub trait Authorize: Send + Sync {
-    /// The verdicts for `checks` under `contexts`. An error means nothing
-    /// was decided and the page must be retried.
+    /// The verdicts for `checks` under `contexts`, each judged as of its
+    /// moment (`as_of` holds the snapshots the moments stand for). An error
+    /// means nothing was decided and the page must be retried.
     fn authorize<'a>(
         &'a self,
         contexts: &'a [&'a Caller],
         checks: &'a [Check],
+        as_of: &'a AsOf,
         isolation: Isolation,
     ) -> BoxFuture<'a, Result<Verdicts, DbError>>;
 }
@@ -251,6 +269,7 @@ impl Authorize for PgAuthorizer {
         &'a self,
         contexts: &'a [&'a Caller],
         checks: &'a [Check],
+        as_of: &'a AsOf,
         isolation: Isolation,
     ) -> BoxFuture<'a, Result<Verdicts, DbError>> {
         Box::pin(async move {
@@ -258,21 +277,23 @@ impl Authorize for PgAuthorizer {
                 return Ok(Verdicts::default());
             }
             let mut client = self.pool.get().await?;
-            authorize_isolating(&mut client, contexts, checks, isolation).await
+            as_of::authorize_at(&mut client, contexts, checks, as_of, isolation).await
         })
     }
 }
 
-/// Evaluates `checks` under `contexts` as [`Isolation`] says: one call, or
-/// one call per context when that fails (or always).
-pub async fn authorize_isolating(
+/// Evaluates `checks` under `contexts` in snapshot `at` (`None`: now), as
+/// [`Isolation`] says: one call, or one call per context when that fails (or
+/// always). The inner error: `at` could not be imported.
+pub(super) async fn authorize_isolating(
     client: &mut tokio_postgres::Client,
     contexts: &[&Caller],
     checks: &[Check],
     isolation: Isolation,
-) -> Result<Verdicts, DbError> {
+    at: Option<&ExportedSnapshot>,
+) -> Result<Result<Verdicts, ImportFailed>, DbError> {
     if isolation == Isolation::OnError {
-        match authorize(client, contexts, checks).await {
+        match authorize_in(client, contexts, checks, at).await {
             Ok(verdicts) => return Ok(verdicts),
             Err(e) if blame(&e) == Blame::Context => {
                 tracing::warn!(error = %e, contexts = contexts.len(),
@@ -298,12 +319,12 @@ pub async fn authorize_isolating(
             .iter()
             .map(|&i| Check {
                 context: 0,
-                relid: checks[i].relid,
-                image: checks[i].image.clone(),
+                ..checks[i].clone()
             })
             .collect();
-        match authorize(client, &[contexts[context]], &alone).await {
-            Ok(one) => {
+        match authorize_in(client, &[contexts[context]], &alone, at).await {
+            Ok(Err(failed)) => return Ok(Err(failed)),
+            Ok(Ok(one)) => {
                 if let Some(failure) = one.failure(0) {
                     verdicts.failed.insert(context, failure);
                     continue;
@@ -326,7 +347,7 @@ pub async fn authorize_isolating(
             },
         }
     }
-    Ok(verdicts)
+    Ok(Ok(verdicts))
 }
 
 /// What Postgres cannot be handed for `caller`: a role or claims holding NUL
@@ -353,20 +374,33 @@ fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
     None
 }
 
-/// Evaluates `checks` under `contexts` in one call, in one transaction.
-/// Contexts that fail inside the call are reported in the verdicts; an error
-/// means the call as a whole failed.
+/// Evaluates `checks` under `contexts` in one call, in one transaction,
+/// against the database as it is now. Contexts that fail inside the call are
+/// reported in the verdicts; an error means the call as a whole failed.
 pub async fn authorize(
     client: &mut tokio_postgres::Client,
     contexts: &[&Caller],
     checks: &[Check],
 ) -> Result<Verdicts, DbError> {
+    authorize_in(client, contexts, checks, None)
+        .await?
+        .map_err(|ImportFailed(e)| e.into())
+}
+
+/// [`authorize`] in snapshot `at` (`None`: now). The inner error: `at`
+/// could not be imported.
+async fn authorize_in(
+    client: &mut tokio_postgres::Client,
+    contexts: &[&Caller],
+    checks: &[Check],
+    at: Option<&ExportedSnapshot>,
+) -> Result<Result<Verdicts, ImportFailed>, DbError> {
     let mut verdicts = Verdicts {
         visible: vec![false; checks.len()],
         ..Verdicts::default()
     };
     if checks.is_empty() {
-        return Ok(verdicts);
+        return Ok(Ok(verdicts));
     }
     for (i, caller) in contexts.iter().enumerate() {
         if let Some(failure) = unrepresentable(caller) {
@@ -395,7 +429,7 @@ pub async fn authorize(
         .filter(|&i| !verdicts.failed.contains_key(&checks[i].context))
         .collect();
     if sent.is_empty() {
-        return Ok(verdicts);
+        return Ok(Ok(verdicts));
     }
     let ctx: Vec<i32> = sent.iter().map(|&i| checks[i].context as i32).collect();
     let rel: Vec<u32> = sent.iter().map(|&i| checks[i].relid).collect();
@@ -417,7 +451,10 @@ pub async fn authorize(
         })
         .collect();
 
-    let tx = client.transaction().await?;
+    let tx = match as_of::begin(client, at).await? {
+        Ok(tx) => tx,
+        Err(failed) => return Ok(Err(failed)),
+    };
     // A hanging policy must not hold the page forever: the session's own
     // statement_timeout if it has one, else ours.
     tx.execute(
@@ -478,7 +515,7 @@ pub async fn authorize(
         .iter()
         .filter(|&&i| verdicts.failure(checks[i].context).is_none())
         .count();
-    Ok(verdicts)
+    Ok(Ok(verdicts))
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ fn a_failed_context_sees_nothing_and_keeps_no_columns() {
             context,
             relid: 7,
             image: image.clone(),
+            moment: Moment::Now,
         })
         .collect();
     let columns: HashMap<(usize, u32), Arc<[String]>> = (0..2)

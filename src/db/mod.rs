@@ -2,6 +2,7 @@
 //! place that switches role and claims, the authorizer, the catalog of tracked
 //! tables, start-up safety checks, migrations, and TLS for every connection.
 
+pub mod as_of;
 pub mod authorizer;
 pub mod catalog;
 pub mod jsonb;

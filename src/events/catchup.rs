@@ -27,10 +27,11 @@ use serde_json::Value;
 use tokio_postgres::IsolationLevel;
 
 use super::cursor::Cursor;
-use super::delivery::{Bounds, DecideError, Delivery, Interest};
+use super::delivery::{Bounds, Delivery, Interest};
 use super::outbox::{self, OutboxError};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
+use crate::db::as_of::{AsOf, Moment};
 use crate::db::authorizer::{Authorize, AuthorizerStats, Check, ContextFailure, Isolation};
 use crate::db::jsonb::Jsonb;
 use crate::db::{DbError, session};
@@ -62,15 +63,6 @@ pub enum CatchupError {
     /// The subscriber's security context could not be evaluated.
     #[error("security context failed ({0:?})")]
     ContextFailed(ContextFailure),
-}
-
-impl From<DecideError> for CatchupError {
-    fn from(e: DecideError) -> Self {
-        match e {
-            DecideError::Db(e) => CatchupError::Db(e),
-            DecideError::ContextFailed(failure) => CatchupError::ContextFailed(failure),
-        }
-    }
 }
 
 impl From<OutboxError> for CatchupError {
@@ -298,13 +290,22 @@ async fn had_before(
             context: 0,
             relid: interest.relid,
             image: changed[i].before.clone().expect("asked rows existed"),
+            moment: Moment::Now,
         })
         .collect();
     let verdicts = authorizer
-        .authorize(&[interest.caller.as_ref()], &checks, Isolation::OnError)
+        .authorize(
+            &[interest.caller.as_ref()],
+            &checks,
+            &AsOf::default(),
+            Isolation::OnError,
+        )
         .await?;
     stats.record(&verdicts);
     if let Some(failure) = verdicts.failure(0) {
+        stats
+            .subscriptions_ended
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(CatchupError::ContextFailed(failure));
     }
     for (k, &i) in asked.iter().enumerate() {

@@ -1,11 +1,11 @@
 //! What each subscriber receives of an event: which security contexts must be
 //! asked about which row images (deduplicated, so subscribers with the same
-//! role and claims cost one check), and, from the authorizer's verdicts,
-//! which versions of the row each subscriber gets.
+//! role and claims cost one check), at which moment (live: an old image as of
+//! the batch's start, a new one as of its end; catch-up: now), and, from the
+//! authorizer's verdicts, which versions of the row each subscriber gets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -15,9 +15,8 @@ use super::snapshot::Snapshot;
 use super::{Event, Op, OpSet};
 use crate::auth::Caller;
 use crate::db::DbError;
-use crate::db::authorizer::{
-    Authorize, AuthorizerStats, Check, ContextFailure, Isolation, Verdicts,
-};
+use crate::db::as_of::{AsOf, Moment};
+use crate::db::authorizer::{Authorize, AuthorizerStats, Check, Isolation, Verdicts};
 
 /// What a subscription wants.
 #[derive(Clone, Debug)]
@@ -86,11 +85,16 @@ pub struct Plan<'e> {
 }
 
 impl<'e> Plan<'e> {
-    /// Plans the checks for `candidates`: (index into `events`, caller).
-    pub fn new<'c>(
+    /// Plans the checks for a live batch: old images judged as of its
+    /// start, new images as of its end.
+    pub fn live<'c>(
         events: &'e [Arc<Event>],
         candidates: impl IntoIterator<Item = (usize, &'c Arc<Caller>)>,
     ) -> Plan<'e> {
+        let moment = |is_new| match is_new {
+            true => Moment::After,
+            false => Moment::Before,
+        };
         let mut plan = Plan {
             events,
             event_of: Vec::new(),
@@ -117,6 +121,7 @@ impl<'e> Plan<'e> {
                                 context,
                                 relid: event.relid,
                                 image: image.clone(),
+                                moment: moment(is_new),
                             });
                             checks.len() - 1
                         }),
@@ -141,11 +146,13 @@ impl<'e> Plan<'e> {
     }
 
     /// Asks the authorizer every question of the plan, in one round trip
-    /// (more when a context's call must be isolated), and counts in `stats`
-    /// what went wrong.
+    /// per moment (more when a context's call must be isolated), the moments
+    /// judged in the snapshots of `as_of`, and counts in `stats` what went
+    /// wrong.
     pub async fn authorize(
         &self,
         authorizer: &dyn Authorize,
+        as_of: &AsOf,
         isolation: Isolation,
         stats: &AuthorizerStats,
     ) -> Result<Verdicts, DbError> {
@@ -154,7 +161,7 @@ impl<'e> Plan<'e> {
         }
         let contexts: Vec<&Caller> = self.contexts.iter().map(|c| c.as_ref()).collect();
         let verdicts = authorizer
-            .authorize(&contexts, &self.checks, isolation)
+            .authorize(&contexts, &self.checks, as_of, isolation)
             .await?;
         stats.record(&verdicts);
         Ok(verdicts)
@@ -201,41 +208,4 @@ impl<'e> Plan<'e> {
             bounds: bounds.clone(),
         })
     }
-}
-
-/// Why a single subscriber's deliveries could not be decided.
-#[derive(Debug, thiserror::Error)]
-pub enum DecideError {
-    /// The authorizer failed as a whole.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The subscriber's security context could not be evaluated.
-    #[error("security context failed ({0:?})")]
-    ContextFailed(ContextFailure),
-}
-
-/// Decides deliveries of `events` for a single subscriber (cursor catch-up).
-pub async fn deliveries_for(
-    authorizer: &dyn Authorize,
-    stats: &AuthorizerStats,
-    interest: &Interest,
-    events: &[Arc<Event>],
-    bounds: &Arc<Bounds>,
-) -> Result<Vec<Delivery>, DecideError> {
-    let wanted = events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.relid == interest.relid && interest.ops.contains(e.op))
-        .map(|(i, _)| (i, &interest.caller));
-    let plan = Plan::new(events, wanted);
-    let verdicts = plan
-        .authorize(authorizer, Isolation::OnError, stats)
-        .await?;
-    if let Some(failure) = (0..plan.contexts.len()).find_map(|c| verdicts.failure(c)) {
-        stats.subscriptions_ended.fetch_add(1, Ordering::Relaxed);
-        return Err(DecideError::ContextFailed(failure));
-    }
-    Ok((0..plan.slots.len())
-        .filter_map(|i| plan.decide(i, interest, &verdicts, bounds))
-        .collect())
 }

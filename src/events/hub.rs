@@ -2,7 +2,8 @@
 //!
 //! The listener hands every batch to [`Hub::dispatch`]: events are matched to
 //! subscriptions by table, operation and filter; [`super::delivery`] decides,
-//! with one authorizer round trip, which version of which row each gets; each
+//! with one authorizer round trip per moment (old images as of the batch's
+//! start, new ones as of its end), which version of which row each gets; each
 //! subscription's bounded queue receives its deliveries in outbox order. A
 //! subscriber whose queue is full is ended with an error, never skipped; so is
 //! one whose security context the authorizer could not evaluate (its role was
@@ -18,6 +19,7 @@ use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
 use crate::db::DbError;
+use crate::db::as_of::AsOf;
 use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolation};
 
 struct Entry {
@@ -237,14 +239,16 @@ impl Hub {
         reg.epoch
     }
 
-    /// Routes one page of a batch: match, authorize, enqueue. Subscriptions
-    /// whose security context failed are ended (with none of this page's
-    /// events); an error means nothing was delivered and the page must be
-    /// retried (with [`Isolation::Always`] after a few attempts).
+    /// Routes one page of a batch: match, authorize (old images in the
+    /// snapshot `as_of.before`, new ones in `as_of.after`), enqueue.
+    /// Subscriptions whose security context failed are ended (with none of
+    /// this page's events); an error means nothing was delivered and the page
+    /// must be retried (with [`Isolation::Always`] after a few attempts).
     pub async fn dispatch(
         &self,
         events: &[Arc<Event>],
         bounds: &Arc<Bounds>,
+        as_of: &AsOf,
         epoch: u64,
         isolation: Isolation,
     ) -> Result<DispatchStats, DbError> {
@@ -252,14 +256,19 @@ impl Hub {
         if candidates.is_empty() {
             return Ok(DispatchStats::default());
         }
-        let plan = Plan::new(
+        let plan = Plan::live(
             events,
             candidates
                 .iter()
                 .map(|c| (c.event, &c.entry.interest.caller)),
         );
         let verdicts = plan
-            .authorize(self.authorizer.as_ref(), isolation, &self.authorizer_stats)
+            .authorize(
+                self.authorizer.as_ref(),
+                as_of,
+                isolation,
+                &self.authorizer_stats,
+            )
             .await?;
         let mut stats = DispatchStats {
             contexts: plan.context_count(),

@@ -1,30 +1,45 @@
 //! The hub as a registry, driven without Postgres: a stand-in authorizer lets
-//! a user see the rows whose `owner` is its `sub`, and fails the context of
-//! user `mallory` (as a dropped role would).
+//! a user see the rows whose `owner` is its `sub`, fails the context of user
+//! `mallory` (as a dropped role would), and records at which moment each
+//! image was asked about.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::auth::Caller;
+use crate::db::as_of::{AsOf, ExportedSnapshot, Moment};
 use crate::db::authorizer::{Authorize, Check, ContextFailure, Isolation, Verdicts};
 use crate::events::filter::Filter;
 use crate::events::{Op, OpSet};
 
 /// Visible when the image's `owner` is the caller's `sub`; every column
-/// selectable but `secret`; `mallory`'s context fails.
-struct OwnerSees;
+/// selectable but `secret`; `mallory`'s context fails. Records each check's
+/// image title and moment, and the snapshots the moments stood for.
+#[derive(Default)]
+struct OwnerSees {
+    asked: Mutex<Vec<(Value, Moment)>>,
+    as_of: Mutex<Vec<AsOf>>,
+}
 
 impl Authorize for OwnerSees {
     fn authorize<'a>(
         &'a self,
         contexts: &'a [&'a Caller],
         checks: &'a [Check],
+        as_of: &'a AsOf,
         _isolation: Isolation,
     ) -> BoxFuture<'a, Result<Verdicts, DbError>> {
+        self.asked.lock().unwrap().extend(checks.iter().map(|c| {
+            (
+                c.image.get("title").cloned().unwrap_or(Value::Null),
+                c.moment,
+            )
+        }));
+        self.as_of.lock().unwrap().push(as_of.clone());
         let visible = checks
             .iter()
             .map(|c| c.image.get("owner").and_then(Value::as_str) == contexts[c.context].sub())
@@ -51,7 +66,7 @@ impl Authorize for OwnerSees {
 const TABLE: u32 = 7;
 
 fn hub(capacity: usize) -> Arc<Hub> {
-    let hub = Hub::new(Arc::new(OwnerSees), capacity);
+    let hub = Hub::new(Arc::new(OwnerSees::default()), capacity);
     hub.start_at("10:10:".parse().unwrap());
     hub
 }
@@ -94,7 +109,7 @@ async fn dispatch(hub: &Hub, events: &[Arc<Event>]) -> DispatchStats {
         high: high.clone(),
     });
     let epoch = hub.begin_batch(&high);
-    hub.dispatch(events, &bounds, epoch, Isolation::OnError)
+    hub.dispatch(events, &bounds, &AsOf::default(), epoch, Isolation::OnError)
         .await
         .unwrap()
 }
@@ -190,6 +205,7 @@ async fn a_subscription_receives_only_batches_begun_after_it_joined() {
     hub.dispatch(
         &[event(1, Op::Insert, row(1, "alice"), None)],
         &bounds,
+        &AsOf::default(),
         epoch,
         Isolation::OnError,
     )
@@ -250,48 +266,54 @@ async fn a_failed_context_ends_only_its_own_subscriptions_with_none_of_the_page(
     );
 }
 
-#[tokio::test]
-async fn catch_up_for_a_failed_context_ends_with_its_failure_and_others_replay() {
-    use crate::db::authorizer::AuthorizerStats;
-    use crate::events::delivery::{DecideError, deliveries_for};
+fn titled(id: i64, owner: &str, title: &str) -> Option<Value> {
+    Some(json!({"id": id, "owner": owner, "title": title}))
+}
 
+#[tokio::test]
+async fn live_old_images_are_judged_before_the_batch_and_new_ones_after_it() {
+    let authorizer = Arc::new(OwnerSees::default());
+    let hub = Hub::new(authorizer.clone(), 16);
+    hub.start_at("10:10:".parse().unwrap());
+    let mut alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let high: Snapshot = "11:11:".parse().unwrap();
     let bounds = Arc::new(Bounds {
         low: "10:10:".parse().unwrap(),
-        high: "11:11:".parse().unwrap(),
+        high: high.clone(),
     });
+    let as_of = AsOf {
+        before: ExportedSnapshot::parse("00000003-0000001B-1"),
+        after: ExportedSnapshot::parse("00000004-0000001C-1"),
+    };
+    let epoch = hub.begin_batch(&high);
+    // Every image distinct, so that each is asked about once.
     let events = [
-        event(1, Op::Insert, row(1, "mallory"), None),
-        event(2, Op::Insert, row(2, "alice"), None),
-    ];
-    let stats = AuthorizerStats::default();
-    let mallory = deliveries_for(
-        &OwnerSees,
-        &stats,
-        &interest("mallory", OpSet::ALL),
-        &events,
-        &bounds,
-    )
-    .await;
-    assert!(
-        matches!(
-            mallory,
-            Err(DecideError::ContextFailed(ContextFailure::Role))
+        event(1, Op::Insert, titled(1, "alice", "inserted"), None),
+        event(
+            2,
+            Op::Update,
+            titled(2, "alice", "updated to"),
+            titled(2, "alice", "updated from"),
         ),
-        "{mallory:?}"
+        event(3, Op::Delete, None, titled(3, "alice", "deleted")),
+    ];
+    hub.dispatch(&events, &bounds, &as_of, epoch, Isolation::OnError)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut alice).len(), 3);
+    let mut asked = authorizer.asked.lock().unwrap().clone();
+    asked.sort_by_key(|(title, _)| title.to_string());
+    assert_eq!(
+        asked,
+        [
+            (json!("deleted"), Moment::Before),
+            (json!("inserted"), Moment::After),
+            (json!("updated from"), Moment::Before),
+            (json!("updated to"), Moment::After),
+        ]
     );
-    let alice = deliveries_for(
-        &OwnerSees,
-        &stats,
-        &interest("alice", OpSet::ALL),
-        &events,
-        &bounds,
-    )
-    .await
-    .unwrap();
-    assert_eq!(alice.len(), 1);
-    assert_eq!(alice[0].event.id, 2);
-    let ended = stats
-        .subscriptions_ended
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(ended, 1);
+    let forwarded = authorizer.as_of.lock().unwrap();
+    assert_eq!(forwarded.len(), 1, "one authorizer call per page");
+    assert_eq!(forwarded[0].before, as_of.before);
+    assert_eq!(forwarded[0].after, as_of.after);
 }

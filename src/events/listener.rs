@@ -16,6 +16,14 @@
 //! by this connection's backend, carrying this session's random token and a
 //! sequence number already sent.
 //!
+//! Each batch is judged at its two boundaries ([`super::moments`]): the
+//! snapshot a batch reads up to is held open and exported, its old images are
+//! judged in the previous batch's held snapshot and its new ones in its own.
+//! The start's hold is released once the whole batch is dispatched, and its
+//! end's becomes the next batch's start. When a hold cannot be had or is lost,
+//! that batch is judged at dispatch time instead (warned, counted in
+//! `/metrics`); it is never lost or stalled for it.
+//!
 //! A page whose authorization fails is retried (after a reconnect, with
 //! backoff); from the [`ISOLATE_AFTER`]th attempt on, its security contexts
 //! are authorized one per call and any that fails is ended alone, so that a
@@ -32,9 +40,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::delivery::Bounds;
 use super::hub::Hub;
+use super::moments::{Held, Holders};
 use super::outbox::{self, OutboxError, PAGE_SIZE};
 use super::snapshot::Snapshot;
-use crate::db::authorizer::Isolation;
+use crate::db::as_of::AsOf;
+use crate::db::authorizer::{AuthorizerStats, Isolation};
 
 /// Channel the capture trigger notifies.
 pub const CHANNEL: &str = "herald";
@@ -165,12 +175,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut progress = Progress::default();
+    let mut holders = Holders::new(config.clone(), timings.query_timeout);
     let mut backoff = timings.min_backoff;
     loop {
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = session(&config, &timings, &hub, &status, &mut progress, &shutdown) => r,
+            r = session(&config, &timings, &hub, &status, &mut progress, &mut holders, &shutdown) => r,
         };
+        // Down for longer than a batch normally takes: do not hold back
+        // vacuum for as long as the outage lasts.
+        progress.let_go_of_stale_holds(
+            timings.safety_interval + timings.query_timeout,
+            hub.authorizer_stats(),
+        );
         if status.set_connected(false) {
             backoff = timings.min_backoff;
         }
@@ -194,10 +211,54 @@ pub async fn run(
 struct Progress {
     /// Everything visible here has been dispatched.
     low: Option<Snapshot>,
-    /// A batch under way: its bounds, epoch, and last dispatched id.
-    batch: Option<(Arc<Bounds>, u64, i64)>,
+    /// `low`, held open: the next batch's old images are judged in it.
+    low_held: Option<Held>,
+    /// A batch under way.
+    batch: Option<Batch>,
     /// Failed attempts at dispatching the next page of the batch.
     failures: u32,
+}
+
+/// A batch under way.
+struct Batch {
+    bounds: Arc<Bounds>,
+    epoch: u64,
+    /// Last dispatched outbox id.
+    after_id: i64,
+    /// `bounds.high`, held open: its new images are judged in it, and it
+    /// becomes the next batch's start.
+    high_held: Option<Held>,
+    /// The exported snapshots its moments are judged in.
+    as_of: AsOf,
+}
+
+impl Progress {
+    /// Lets go of holds older than `limit`, counting the fallback of a batch
+    /// under way that needed them.
+    fn let_go_of_stale_holds(&mut self, limit: Duration, stats: &AuthorizerStats) {
+        let stale = |held: &Option<Held>| held.as_ref().is_some_and(|h| h.age() > limit);
+        let mut lost = false;
+        if stale(&self.low_held) {
+            self.low_held = None;
+            if let Some(batch) = &mut self.batch {
+                lost |= batch.as_of.before.take().is_some();
+            }
+        }
+        if let Some(batch) = &mut self.batch {
+            if stale(&batch.high_held) {
+                batch.high_held = None;
+                lost |= batch.as_of.after.take().is_some();
+            }
+        }
+        if lost {
+            tracing::warn!(
+                ?limit,
+                "listener down: let go of the batch's held snapshots; \
+                the rest of it is judged at dispatch time"
+            );
+            stats.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One connection's heartbeat: the sequence numbers it sent, and which
@@ -283,6 +344,7 @@ async fn session(
     hub: &Arc<Hub>,
     status: &Arc<ListenerStatus>,
     progress: &mut Progress,
+    holders: &mut Holders,
     shutdown: &CancellationToken,
 ) -> Result<(), ListenError> {
     let (client, mut connection) = config.connect().await?;
@@ -334,9 +396,16 @@ async fn session(
         .get(0);
     heartbeat.set_pid(pid);
     if progress.low.is_none() {
-        // First start: the stream begins now. Clients with a cursor catch up
-        // from the outbox.
-        let now = timed(timings, outbox::current_snapshot(&client)).await??;
+        // First start: the stream begins now, held for the first batch's old
+        // images. Clients with a cursor catch up from the outbox.
+        let now = match holders.take().await {
+            Ok(held) => progress.low_held.insert(held).snapshot.clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hold the starting snapshot; \
+                    the first batch's old images are judged at dispatch time");
+                timed(timings, outbox::current_snapshot(&client)).await??
+            }
+        };
         hub.start_at(now.clone());
         progress.low = Some(now);
     }
@@ -345,7 +414,7 @@ async fn session(
     tracing::info!("listener connected");
 
     // Catch up on whatever committed while we were away.
-    drain(&client, timings, hub, status, progress).await?;
+    drain(&client, holders, timings, hub, status, progress).await?;
 
     let mut safety = tokio::time::interval(timings.safety_interval);
     let mut heartbeat_tick = tokio::time::interval(timings.heartbeat_interval);
@@ -364,13 +433,14 @@ async fn session(
                 continue;
             }
         }
-        drain(&client, timings, hub, status, progress).await?;
+        drain(&client, holders, timings, hub, status, progress).await?;
     }
 }
 
 /// Reads and dispatches everything committed since `progress.low`.
 async fn drain(
     client: &Client,
+    holders: &mut Holders,
     timings: &ListenerConfig,
     hub: &Arc<Hub>,
     status: &ListenerStatus,
@@ -380,18 +450,61 @@ async fn drain(
         return Ok(());
     };
     if progress.batch.is_none() {
-        let high = timed(timings, outbox::current_snapshot(client)).await??;
+        let (high, high_held) = match holders.take().await {
+            Ok(held) => (held.snapshot.clone(), Some(held)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hold the batch's end; \
+                    its new images are judged at dispatch time");
+                (
+                    timed(timings, outbox::current_snapshot(client)).await??,
+                    None,
+                )
+            }
+        };
         if high == from {
+            // The same committed transactions, so the same database: keep
+            // the younger hold, so that no transaction stays open for long.
+            if let Some(held) = high_held {
+                if let Some(older) = progress.low_held.replace(held) {
+                    holders.release(older).await;
+                }
+            }
             return Ok(());
         }
+        if progress.low_held.as_ref().is_some_and(|h| !h.is_alive()) {
+            tracing::warn!(
+                "the snapshot held for the batch's start was lost; \
+                its old images are judged at dispatch time"
+            );
+            progress.low_held = None;
+        }
+        let as_of = AsOf {
+            before: progress.low_held.as_ref().map(|h| h.id.clone()),
+            after: high_held.as_ref().map(|h| h.id.clone()),
+        };
+        if as_of.before.is_none() || as_of.after.is_none() {
+            hub.authorizer_stats()
+                .snapshot_fallbacks
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let epoch = hub.begin_batch(&high);
-        let bounds = Arc::new(Bounds { low: from, high });
-        progress.batch = Some((bounds, epoch, 0));
+        progress.batch = Some(Batch {
+            bounds: Arc::new(Bounds { low: from, high }),
+            epoch,
+            after_id: 0,
+            high_held,
+            as_of,
+        });
     }
-    while let Some((bounds, epoch, after_id)) = progress.batch.clone() {
+    while let Some(batch) = progress.batch.as_mut() {
         let page = timed(
             timings,
-            outbox::read_page(client, &bounds.low, &bounds.high, after_id),
+            outbox::read_page(
+                client,
+                &batch.bounds.low,
+                &batch.bounds.high,
+                batch.after_id,
+            ),
         )
         .await??;
         if let Some(last) = page.last() {
@@ -400,7 +513,10 @@ async fn drain(
             } else {
                 Isolation::OnError
             };
-            let stats = match hub.dispatch(&page, &bounds, epoch, isolation).await {
+            let dispatched = hub
+                .dispatch(&page, &batch.bounds, &batch.as_of, batch.epoch, isolation)
+                .await;
+            let stats = match dispatched {
                 Ok(stats) => stats,
                 Err(e) => {
                     progress.failures += 1;
@@ -425,11 +541,17 @@ async fn drain(
                 delivered = stats.delivered,
                 "page dispatched"
             );
-            progress.batch = Some((bounds.clone(), epoch, last.id));
+            batch.after_id = last.id;
         }
         if (page.len() as i64) < PAGE_SIZE {
-            progress.low = Some(bounds.high.clone());
+            // The whole batch is dispatched: its start is no longer needed,
+            // its end is the next batch's start.
+            let high_held = batch.high_held.take();
+            progress.low = Some(batch.bounds.high.clone());
             progress.batch = None;
+            if let Some(start) = std::mem::replace(&mut progress.low_held, high_held) {
+                holders.release(start).await;
+            }
         }
     }
     Ok(())

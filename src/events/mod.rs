@@ -8,6 +8,7 @@ pub mod feed;
 pub mod filter;
 pub mod hub;
 pub mod listener;
+pub mod moments;
 pub mod outbox;
 pub mod snapshot;
 

@@ -10,7 +10,9 @@
 //! - [`membership`]: leaving a tenant, and a user only by themself and
 //!   colleagues;
 //! - [`workload`]: a mixed workload checked against a model of who may read what;
-//! - [`columns`]: row images only with the columns the subscriber may select.
+//! - [`columns`]: row images only with the columns the subscriber may select;
+//! - [`moments`]: old versions judged as of the start of their batch, new
+//!   versions as of its end, whenever the batch is dispatched.
 //!
 //! Absence is proven by order: a subscription receives its events in commit
 //! order, so an event a user must not get is written before one it must get,
@@ -25,6 +27,7 @@ use crate::helpers::{Protocol, Subscriber, TestApp, insert_document, spawn_app};
 mod columns;
 mod documents;
 mod membership;
+mod moments;
 mod notifications;
 mod workload;
 

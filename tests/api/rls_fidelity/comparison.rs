@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use pgherald::auth::Caller;
-use pgherald::db::authorizer::{self, Check};
+use pgherald::db::authorizer::{self, Check, Moment};
 use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
@@ -213,6 +213,7 @@ pub(super) async fn compare_table(
             context: c,
             relid,
             image: images[i].clone(),
+            moment: Moment::Now,
         })
         .collect();
     let callers: Vec<&Caller> = contexts.iter().map(|c| &c.caller).collect();

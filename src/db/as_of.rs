@@ -1,0 +1,250 @@
+//! Judging checks as of a moment: which database state a row image's
+//! policies are evaluated against. A live batch is judged at two moments,
+//! its old images as of the batch's start and its new images as of its end,
+//! each an exported snapshot ([`ExportedSnapshot`]) that the listener holds
+//! open; cursor catch-up judges [`Moment::Now`].
+//!
+//! [`authorize_at`] runs one authorizer transaction per moment, importing the
+//! moment's snapshot (`SET TRANSACTION SNAPSHOT`) as its first statement, and
+//! merges the verdicts. A snapshot that can no longer be imported (its holder
+//! is gone) makes that moment's checks judged now, with a warning, counted in
+//! [`Verdicts::fell_back`]: the page is never lost or stalled for it.
+
+use tokio_postgres::{Client, IsolationLevel, Transaction};
+
+use super::DbError;
+use super::authorizer::{Check, Isolation, Verdicts, authorize_isolating};
+use crate::auth::Caller;
+
+/// When a check is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Moment {
+    /// Against the database as it is when the check runs.
+    Now,
+    /// As of the start of the batch (old images).
+    Before,
+    /// As of the end of the batch (new images).
+    After,
+}
+
+/// The id `pg_export_snapshot()` returned, checked to be only what Postgres
+/// makes (hex digits and dashes), so it can be written into SQL text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportedSnapshot(String);
+
+impl ExportedSnapshot {
+    /// `id` if it has the form of an exported snapshot id.
+    pub fn parse(id: &str) -> Option<ExportedSnapshot> {
+        let plausible = !id.is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        plausible.then(|| ExportedSnapshot(id.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The snapshots a page's [`Moment::Before`] and [`Moment::After`] checks are
+/// judged in. A moment without one (its holder was lost) is judged now.
+#[derive(Clone, Debug, Default)]
+pub struct AsOf {
+    /// The batch's start.
+    pub before: Option<ExportedSnapshot>,
+    /// The batch's end.
+    pub after: Option<ExportedSnapshot>,
+}
+
+impl AsOf {
+    /// The snapshot `moment` stands for (`None`: now).
+    pub fn snapshot(&self, moment: Moment) -> Option<&ExportedSnapshot> {
+        match moment {
+            Moment::Now => None,
+            Moment::Before => self.before.as_ref(),
+            Moment::After => self.after.as_ref(),
+        }
+    }
+}
+
+/// Importing a snapshot failed although the connection is fine: the
+/// exporting transaction has ended.
+#[derive(Debug)]
+pub(super) struct ImportFailed(pub(super) tokio_postgres::Error);
+
+/// Begins the authorizer's transaction: in `at`, imported as the first
+/// statement of a repeatable-read transaction, or (`None`) an ordinary one.
+pub(super) async fn begin<'c>(
+    client: &'c mut Client,
+    at: Option<&ExportedSnapshot>,
+) -> Result<Result<Transaction<'c>, ImportFailed>, DbError> {
+    let Some(at) = at else {
+        return Ok(Ok(client.transaction().await?));
+    };
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .start()
+        .await?;
+    match tx
+        .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", at.as_str()))
+        .await
+    {
+        Ok(()) => Ok(Ok(tx)),
+        // A server's refusal (no longer exported): the caller judges now.
+        // The dropped transaction rolls back.
+        Err(e) if e.code().is_some() => Ok(Err(ImportFailed(e))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Evaluates `checks` under `contexts`, each as of its [`Moment`] in `as_of`:
+/// one transaction (per [`Isolation`], one per context) per moment, on the
+/// same connection, the verdicts merged. See the module documentation.
+pub async fn authorize_at(
+    client: &mut Client,
+    contexts: &[&Caller],
+    checks: &[Check],
+    as_of: &AsOf,
+    isolation: Isolation,
+) -> Result<Verdicts, DbError> {
+    // At most three groups, in a fixed order; moments without a snapshot
+    // join the "now" group.
+    let mut groups: Vec<(Option<&ExportedSnapshot>, Vec<usize>)> = Vec::new();
+    for (i, check) in checks.iter().enumerate() {
+        let at = as_of.snapshot(check.moment);
+        match groups.iter_mut().find(|(g, _)| *g == at) {
+            Some((_, indexes)) => indexes.push(i),
+            None => groups.push((at, vec![i])),
+        }
+    }
+    if let [(at, _)] = groups.as_slice() {
+        return judge(client, contexts, checks, *at, isolation).await;
+    }
+    let mut merged = Verdicts::denying(checks.len());
+    for (at, indexes) in groups {
+        let part: Vec<Check> = indexes.iter().map(|&i| checks[i].clone()).collect();
+        let verdicts = judge(client, contexts, &part, at, isolation).await?;
+        merged.absorb(verdicts, &indexes);
+    }
+    merged.settle(checks);
+    Ok(merged)
+}
+
+/// One moment's checks, falling back to now when its snapshot is gone.
+async fn judge(
+    client: &mut Client,
+    contexts: &[&Caller],
+    checks: &[Check],
+    at: Option<&ExportedSnapshot>,
+    isolation: Isolation,
+) -> Result<Verdicts, DbError> {
+    match authorize_isolating(client, contexts, checks, isolation, at).await? {
+        Ok(verdicts) => Ok(verdicts),
+        Err(ImportFailed(e)) => {
+            tracing::warn!(error = %e, snapshot = at.map_or("", |s| s.as_str()),
+                "a held snapshot could not be imported; judging its checks now");
+            let mut verdicts = authorize_isolating(client, contexts, checks, isolation, None)
+                .await?
+                .map_err(|ImportFailed(e)| DbError::Postgres(e))?;
+            verdicts.fell_back += 1;
+            Ok(verdicts)
+        }
+    }
+}
+
+impl Verdicts {
+    /// Verdicts denying `n` checks, to [`Self::absorb`] parts into.
+    fn denying(n: usize) -> Self {
+        Verdicts {
+            visible: vec![false; n],
+            ..Verdicts::default()
+        }
+    }
+
+    /// Takes in the verdicts of a part of the checks (`indexes[k]` is part
+    /// check `k`). A context failed in any part fails; a context's columns
+    /// are those it may select in every part (never more than either allows).
+    fn absorb(&mut self, part: Verdicts, indexes: &[usize]) {
+        for (k, &i) in indexes.iter().enumerate() {
+            self.visible[i] = part.visible(k);
+        }
+        for (key, columns) in part.columns {
+            let kept = match self.columns.remove(&key) {
+                Some(had) => had
+                    .iter()
+                    .filter(|c| columns.contains(c))
+                    .cloned()
+                    .collect(),
+                None => columns,
+            };
+            self.columns.insert(key, kept);
+        }
+        for (context, failure) in part.failed {
+            self.failed.entry(context).or_insert(failure);
+        }
+        self.hidden_by_errors += part.hidden_by_errors;
+        self.isolated |= part.isolated;
+        self.fell_back += part.fell_back;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ids_of_the_form_postgres_exports_are_accepted() {
+        assert!(ExportedSnapshot::parse("00000003-0000001B-1").is_some());
+        for bad in ["", "x'; drop table t; --", "0000 0003", &"a".repeat(65)] {
+            assert!(ExportedSnapshot::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_moment_without_a_snapshot_is_judged_now() {
+        let id = ExportedSnapshot::parse("00000003-0000001B-1");
+        let as_of = AsOf {
+            before: None,
+            after: id.clone(),
+        };
+        assert_eq!(as_of.snapshot(Moment::Before), None);
+        assert_eq!(as_of.snapshot(Moment::After), id.as_ref());
+        assert_eq!(as_of.snapshot(Moment::Now), None);
+    }
+
+    #[test]
+    fn merged_moments_keep_each_verdict_every_failure_and_only_common_columns() {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        use super::super::authorizer::ContextFailure;
+
+        let cols =
+            |names: &[&str]| -> Arc<[String]> { names.iter().map(|n| (*n).to_owned()).collect() };
+        let before = Verdicts::from_parts(
+            vec![true, false],
+            HashMap::from([((0, 7), cols(&["id", "title"])), ((1, 7), cols(&["id"]))]),
+        );
+        let mut after =
+            Verdicts::from_parts(vec![false, true], HashMap::from([((0, 7), cols(&["id"]))]))
+                .with_failure(1, ContextFailure::Policy);
+        after.fell_back = 1;
+        let mut merged = Verdicts::denying(4);
+        merged.absorb(before, &[0, 2]);
+        merged.absorb(after, &[1, 3]);
+        assert_eq!(
+            (0..4).map(|i| merged.visible(i)).collect::<Vec<_>>(),
+            [true, false, false, true]
+        );
+        assert_eq!(merged.failure(1), Some(ContextFailure::Policy));
+        assert_eq!(merged.fell_back, 1);
+        let image = Arc::new(serde_json::json!({"id": 1, "title": "t"}));
+        assert_eq!(
+            merged.restrict(0, 7, &image),
+            Arc::new(serde_json::json!({"id": 1})),
+            "a column selectable at one moment only is not delivered"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The held snapshots live batches are judged at: for each batch boundary,
+//! a repeatable-read transaction kept open on a dedicated connection, whose
+//! snapshot is exported (`pg_export_snapshot()`) so that the authorizer can
+//! judge a batch's old images as of its start and its new images as of its
+//! end ([`crate::db::as_of`]).
+//!
+//! The connections are this module's own, made with the listener's
+//! connector under the application name [`APPLICATION_NAME`]: not the LISTEN
+//! connection (a session inside a transaction receives no notifications),
+//! not the client query pool (clients must never be able to starve the
+//! listener). At most two snapshots are held at a time (a batch's start and
+//! its end), so at most two connections are kept.
+//!
+//! A held transaction holds back the xmin horizon (what VACUUM may remove)
+//! for as long as it is open: the listener releases a batch's start once the
+//! whole batch is dispatched, so a snapshot is held for about one batch plus
+//! the listener's safety interval, and lets go of holds when it is down.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::snapshot::Snapshot;
+use crate::db::as_of::ExportedSnapshot;
+use crate::db::tls::Connector;
+
+/// The `application_name` of the connections holding snapshots.
+pub const APPLICATION_NAME: &str = "pgherald-snapshots";
+
+/// Connections kept between holds (a batch's start and end).
+const KEPT_CONNECTIONS: usize = 2;
+
+/// Why a snapshot could not be held.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// The database did not answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The database returned something this code does not understand.
+    #[error("unexpected snapshot data: {0}")]
+    Data(String),
+}
+
+/// A dedicated connection, driven by a task of its own that ends with it.
+struct Connection {
+    client: Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Closes the socket: the server ends any transaction left open.
+        self.driver.abort();
+    }
+}
+
+/// A snapshot held open and exported, until [`Holders::release`] (or drop).
+pub struct Held {
+    connection: Connection,
+    /// The snapshot, as `pg_current_snapshot()` reports it in the holding
+    /// transaction: exactly the state the exported snapshot shows.
+    pub snapshot: Snapshot,
+    /// The id to import it by.
+    pub id: ExportedSnapshot,
+    taken: Instant,
+}
+
+impl Held {
+    /// Whether its connection is still up (a killed backend is noticed as
+    /// soon as its socket closes).
+    pub fn is_alive(&self) -> bool {
+        !self.connection.client.is_closed()
+    }
+
+    /// How long it has been held.
+    pub fn age(&self) -> Duration {
+        self.taken.elapsed()
+    }
+}
+
+/// Takes and releases held snapshots on this module's own connections.
+pub struct Holders {
+    connector: Connector,
+    idle: Vec<Connection>,
+    timeout: Duration,
+}
+
+impl Holders {
+    /// Holders connecting with `connector` (renamed [`APPLICATION_NAME`]);
+    /// every round trip is bounded by `timeout`.
+    pub fn new(mut connector: Connector, timeout: Duration) -> Holders {
+        connector.application_name(APPLICATION_NAME);
+        Holders {
+            connector,
+            idle: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// Holds the current snapshot: begins a repeatable-read transaction,
+    /// reads its snapshot and exports it, in one round trip.
+    pub async fn take(&mut self) -> Result<Held, HoldError> {
+        while let Some(connection) = self.idle.pop() {
+            if connection.client.is_closed() {
+                continue;
+            }
+            match self.begin(connection).await {
+                Ok(held) => return Ok(held),
+                // A connection that died while idle: try a fresh one.
+                Err(e) => tracing::debug!(error = %e, "snapshot holder connection failed"),
+            }
+        }
+        let connection = self.connect().await?;
+        self.begin(connection).await
+    }
+
+    /// Ends the holding transaction; keeps its connection for the next hold
+    /// when it is healthy.
+    pub async fn release(&mut self, held: Held) {
+        let connection = held.connection;
+        let committed =
+            tokio::time::timeout(self.timeout, connection.client.batch_execute("COMMIT")).await;
+        match committed {
+            Ok(Ok(())) if self.idle.len() < KEPT_CONNECTIONS => self.idle.push(connection),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "releasing a held snapshot failed"),
+            Err(_) => tracing::debug!("releasing a held snapshot timed out"),
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, HoldError> {
+        let (client, connection) = tokio::time::timeout(self.timeout, self.connector.connect())
+            .await
+            .map_err(|_| HoldError::Timeout)??;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "snapshot holder connection closed");
+            }
+        });
+        Ok(Connection { client, driver })
+    }
+
+    async fn begin(&self, connection: Connection) -> Result<Held, HoldError> {
+        let messages = tokio::time::timeout(
+            self.timeout,
+            connection.client.simple_query(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+                 SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_export_snapshot()",
+            ),
+        )
+        .await
+        .map_err(|_| HoldError::Timeout)??;
+        let row = messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .ok_or_else(|| HoldError::Data("no row".into()))?;
+        let (Some(snapshot), Some(id)) = (row.get(0), row.get(1)) else {
+            return Err(HoldError::Data("null snapshot".into()));
+        };
+        let snapshot = snapshot
+            .parse()
+            .map_err(|e| HoldError::Data(format!("{e}")))?;
+        let id = ExportedSnapshot::parse(id)
+            .ok_or_else(|| HoldError::Data(format!("snapshot id {id:?}")))?;
+        Ok(Held {
+            connection,
+            snapshot,
+            id,
+            taken: Instant::now(),
+        })
+    }
+}
