@@ -20,6 +20,7 @@ use crate::events::cursor::CursorCodec;
 use crate::events::feed::Feed;
 use crate::events::hub::Hub;
 use crate::events::listener::{self, ListenerConfig, ListenerStatus};
+use crate::events::privileges;
 use crate::graphql::{self, SchemaHandle};
 use crate::http;
 use crate::origin::AllowedOrigins;
@@ -221,6 +222,9 @@ async fn reload_schema(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the catalog failed"),
+        }
+        if let Err(e) = privileges::recheck(&state.hub, &state.internal_pool).await {
+            tracing::warn!(error = %e, "re-checking filter columns failed");
         }
     }
 }

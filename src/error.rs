@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Row-level security or privileges refused the operation.
     #[error("not allowed")]
     Forbidden,
+    /// A running subscription's filter uses a column its role may no longer select.
+    #[error("subscription ended: its filter uses a column the role may no longer select")]
+    ColumnRevoked,
     /// The cursor cannot be resumed from.
     #[error("{0}")]
     ResyncRequired(String),
@@ -46,7 +49,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
-            ApiError::Forbidden => "FORBIDDEN",
+            ApiError::Forbidden | ApiError::ColumnRevoked => "FORBIDDEN",
             ApiError::ResyncRequired(_) => "RESYNC_REQUIRED",
             ApiError::SlowConsumer(_) => "SLOW_CONSUMER",
             ApiError::TableGone => "TABLE_GONE",
@@ -97,6 +100,7 @@ impl From<FeedError> for ApiError {
             FeedError::Unavailable(what) => ApiError::Unavailable(what),
             FeedError::SlowConsumer(capacity) => ApiError::SlowConsumer(capacity),
             FeedError::TableGone => ApiError::TableGone,
+            FeedError::ColumnRevoked => ApiError::ColumnRevoked,
             FeedError::ContextFailed(failure) => ApiError::ContextFailed(failure),
             FeedError::Catchup(CatchupError::Db(e)) => e.into(),
             FeedError::Catchup(other) => {

@@ -38,6 +38,9 @@ pub enum FeedError {
     /// The table was dropped or is no longer tracked.
     #[error("subscription ended: the table was dropped or is no longer tracked")]
     TableGone,
+    /// Its filter names a column its role may no longer select.
+    #[error("subscription ended: its filter uses a column the role may no longer select")]
+    ColumnRevoked,
     /// The subscriber's security context could not be evaluated.
     #[error("subscription ended: its security context failed ({0:?})")]
     ContextFailed(ContextFailure),
@@ -169,6 +172,7 @@ impl Feed {
                 Err(match ended.get() {
                     Some(EndReason::SlowConsumer) => FeedError::SlowConsumer(capacity),
                     Some(EndReason::TableGone) => FeedError::TableGone,
+                    Some(EndReason::ColumnRevoked) => FeedError::ColumnRevoked,
                     Some(EndReason::ContextFailed(failure)) => FeedError::ContextFailed(*failure),
                     None => FeedError::Unavailable("subscription closed"),
                 })

@@ -41,6 +41,8 @@ pub enum EndReason {
     /// Its security context (role and claims) could not be evaluated: it got
     /// an exact prefix of its events, up to the page that failed.
     ContextFailed(ContextFailure),
+    /// Its filter names a column its role may no longer select.
+    ColumnRevoked,
 }
 
 #[derive(Default)]
@@ -214,6 +216,66 @@ impl Hub {
         // what it already holds.
         drop(gone);
         self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// The distinct (role, table) pairs of subscriptions whose filters name
+    /// columns.
+    pub fn filtered_pairs(&self) -> Vec<(String, u32)> {
+        let reg = self.registry.lock().expect("hub registry");
+        let mut pairs: Vec<(String, u32)> = reg
+            .by_table
+            .iter()
+            .flat_map(|(relid, subs)| {
+                subs.values()
+                    .filter(|e| !e.interest.filter.columns().is_empty())
+                    .map(move |e| (e.interest.caller.role.clone(), *relid))
+            })
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+    }
+
+    /// Ends the subscriptions whose filter names a column that
+    /// `selectable(role, table)` does not list (`None`: unknown, left
+    /// alone); returns how many.
+    pub fn end_unselectable(&self, selectable: impl Fn(&str, u32) -> Option<Vec<String>>) -> usize {
+        let mut reg = self.registry.lock().expect("hub registry");
+        let mut ended = Vec::new();
+        for (relid, subs) in reg.by_table.iter_mut() {
+            let mut known: HashMap<String, Option<Vec<String>>> = HashMap::new();
+            subs.retain(|_, e| {
+                let role = &e.interest.caller.role;
+                let columns = known
+                    .entry(role.clone())
+                    .or_insert_with(|| selectable(role, *relid));
+                let Some(columns) = columns else {
+                    return true;
+                };
+                let keep = e
+                    .interest
+                    .filter
+                    .columns()
+                    .iter()
+                    .all(|c| columns.iter().any(|s| s == c));
+                if !keep {
+                    ended.push(e.clone());
+                }
+                keep
+            });
+        }
+        reg.by_table.retain(|_, subs| !subs.is_empty());
+        drop(reg);
+        for entry in &ended {
+            let _ = entry.ended.set(EndReason::ColumnRevoked);
+        }
+        let count = ended.len();
+        // Dropping the entries closes their queues.
+        drop(ended);
+        if count > 0 {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        count
     }
 
     /// Sets the first position, before any batch (listener start).

@@ -10,6 +10,7 @@ pub mod hub;
 pub mod listener;
 pub mod moments;
 pub mod outbox;
+pub mod privileges;
 pub mod snapshot;
 
 use std::sync::Arc;
