@@ -433,6 +433,10 @@ pub async fn serve<F>(
             },
             _ = shutdown.cancelled() => break,
         };
+        // Small frames (one change each) must not wait for Nagle's algorithm.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         let service = TowerToHyperService::new(service.clone());
         let with_peer = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {

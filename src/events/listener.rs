@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::delivery::Bounds;
 use super::hub::Hub;
 use super::moments::{Held, Holders};
-use super::outbox::{self, OutboxError, PAGE_SIZE};
+use super::outbox::{self, OutboxError, PAGE_SIZE, Reader};
 use super::snapshot::Snapshot;
 use crate::db::as_of::AsOf;
 use crate::db::authorizer::{AuthorizerStats, Isolation};
@@ -409,12 +409,13 @@ async fn session(
         hub.start_at(now.clone());
         progress.low = Some(now);
     }
+    let reader = timed(timings, Reader::prepare(&client)).await??;
     status.set_connected(true);
     status.catalog.notify_one();
     tracing::info!("listener connected");
 
     // Catch up on whatever committed while we were away.
-    drain(&client, holders, timings, hub, status, progress).await?;
+    drain(&client, &reader, holders, timings, hub, status, progress).await?;
 
     let mut safety = tokio::time::interval(timings.safety_interval);
     let mut heartbeat_tick = tokio::time::interval(timings.heartbeat_interval);
@@ -433,13 +434,14 @@ async fn session(
                 continue;
             }
         }
-        drain(&client, holders, timings, hub, status, progress).await?;
+        drain(&client, &reader, holders, timings, hub, status, progress).await?;
     }
 }
 
 /// Reads and dispatches everything committed since `progress.low`.
 async fn drain(
     client: &Client,
+    reader: &Reader,
     holders: &mut Holders,
     timings: &ListenerConfig,
     hub: &Arc<Hub>,
@@ -499,7 +501,7 @@ async fn drain(
     while let Some(batch) = progress.batch.as_mut() {
         let page = timed(
             timings,
-            outbox::read_page(
+            reader.read_page(
                 client,
                 &batch.bounds.low,
                 &batch.bounds.high,

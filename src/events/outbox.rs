@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Statement};
 
 use super::snapshot::Snapshot;
 use super::{Event, Op};
@@ -34,21 +34,38 @@ pub async fn current_snapshot(
     text.parse().map_err(|e| OutboxError::Data(format!("{e}")))
 }
 
-/// One page of the events committed after `low` and visible in `high`, with
-/// an outbox id above `after_id`, in id order.
-pub async fn read_page(
-    client: &Client,
-    low: &Snapshot,
-    high: &Snapshot,
-    after_id: i64,
-) -> Result<Vec<Arc<Event>>, OutboxError> {
-    let rows = client
-        .query(
-            include_str!("../../sql/read_events.sql"),
-            &[&low.to_string(), &high.to_string(), &after_id, &PAGE_SIZE],
-        )
-        .await?;
-    rows.iter().map(event_from_row).collect()
+/// Reads pages of the outbox on one connection, with the query prepared
+/// once (one round trip per page, not two).
+pub struct Reader {
+    statement: Statement,
+}
+
+impl Reader {
+    /// Prepares the read on `client`; valid on that connection only.
+    pub async fn prepare(client: &Client) -> Result<Reader, OutboxError> {
+        let statement = client
+            .prepare(include_str!("../../sql/read_events.sql"))
+            .await?;
+        Ok(Reader { statement })
+    }
+
+    /// One page of the events committed after `low` and visible in `high`,
+    /// with an outbox id above `after_id`, in id order.
+    pub async fn read_page(
+        &self,
+        client: &Client,
+        low: &Snapshot,
+        high: &Snapshot,
+        after_id: i64,
+    ) -> Result<Vec<Arc<Event>>, OutboxError> {
+        let rows = client
+            .query(
+                &self.statement,
+                &[&low.to_string(), &high.to_string(), &after_id, &PAGE_SIZE],
+            )
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
 }
 
 fn event_from_row(row: &Row) -> Result<Arc<Event>, OutboxError> {
