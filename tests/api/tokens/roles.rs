@@ -140,11 +140,6 @@ async fn serve_refuses_a_login_role_that_bypasses_row_level_security() {
         ))
         .await;
     }
-    app.sql(&format!(
-        "alter table public.documents owner to {owner};
-         alter table public.documents no force row level security"
-    ))
-    .await;
 
     async fn start_error(app: &TestApp, role: &str) -> String {
         let mut config = Config::new(url_as(app, role, "pw"), JwtKey::Secret(SECRET.into()));
@@ -158,6 +153,12 @@ async fn serve_refuses_a_login_role_that_bypasses_row_level_security() {
     assert!(refused.contains("is a superuser"), "{refused}");
     let refused = start_error(&app, &bypass).await;
     assert!(refused.contains("has BYPASSRLS"), "{refused}");
+
+    app.sql(&format!(
+        "alter table public.documents owner to {owner};
+         alter table public.documents no force row level security"
+    ))
+    .await;
     let refused = start_error(&app, &owner).await;
     assert!(
         refused.contains("owns tracked table public.documents"),
