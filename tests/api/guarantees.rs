@@ -64,6 +64,37 @@ async fn resume_delivers_only_what_the_callers_rls_table_and_filter_allow() {
     assert_eq!(titles(&got), ["acme keep", "sentinel keep"]);
 }
 
+/// Attacks the table check of resume's list of changed rows
+/// (`herald.changed_rows`): a notification of Alice's, deleted while she
+/// was offline, has an image that passes the documents policy (its tenant is
+/// Acme) and the filter (its title). Were other tables' changes listed, she
+/// would get a documents `DELETE` whose key is the notification's.
+#[tokio::test]
+async fn resume_never_removes_rows_of_another_table() {
+    let app = spawn_app().await;
+    let (acme, _, alice, _) = acme_and_globex(&app).await;
+    app.notify(&acme, &alice, "info", "note keep").await;
+    let state = app
+        .graphql(&app.token(&alice), "{ cursor }", json!({}))
+        .await;
+    let cursor = state["data"]["cursor"].as_str().unwrap().to_owned();
+    app.sql("delete from notifications where title = 'note keep'")
+        .await;
+
+    let mut sub = Subscriber::connect(&app, &alice, "alice", Protocol::Transport).await;
+    sub.start(
+        "r",
+        RESUME,
+        json!({"t": "documents", "after": cursor, "f": {"title": {"like": "%keep%"}}}),
+    )
+    .await;
+    app.wait_for_subscriptions(1).await;
+    crate::helpers::insert_document(&app, &acme, "sentinel keep").await;
+    let got = sub.events("r", 1).await;
+    assert_eq!(got[0]["op"], "INSERT", "{got:?}");
+    assert_eq!(got[0]["row"]["title"], "sentinel keep", "{got:?}");
+}
+
 #[tokio::test]
 async fn a_transaction_larger_than_a_page_is_delivered_whole_live_and_on_resume() {
     let app = spawn_app().await;

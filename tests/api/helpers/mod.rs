@@ -84,6 +84,14 @@ pub async fn spawn_app_after(sql: &str) -> TestApp {
     spawn_app_on_database(&db, |_| {}).await
 }
 
+/// Connection string of login role `user` (with `password`) on the
+/// database of `app`.
+pub fn url_as(app: &TestApp, user: &str, password: &str) -> String {
+    let config = tokio_postgres::Config::from_str(&app.admin_url).expect("owner URL parses");
+    let db = config.get_dbname().expect("owner URL names a database");
+    url_for(&base_admin_url(), user, Some(password.as_bytes()), db)
+}
+
 /// The login role's connection string for database `db`.
 pub fn app_url_for(db: &str) -> String {
     url_for(

@@ -1,6 +1,7 @@
 //! Property 3: roles and table settings. Callers assume roles that inherit
 //! `app_user`, a NOINHERIT member of it, a role owning tables (with and
-//! without FORCE ROW LEVEL SECURITY) and a role of their own, against tables
+//! without FORCE ROW LEVEL SECURITY), a NOINHERIT member of that owner (not
+//! an owner: policies bind it) and a role of their own, against tables
 //! with RLS off, RLS on without any policy, only a restrictive policy,
 //! policies for particular roles, and owned tables; every table of a case
 //! is checked, row by row and column by column, against live RLS.
@@ -19,11 +20,12 @@ use super::{Context, Harness, Stats, Table, check_property};
 
 /// The roles, created once per cluster (they outlive the test database) and
 /// granted to the login role so that tokens may name them.
-const ROLES: [&str; 5] = [
+const ROLES: [&str; 6] = [
     "app_user",
     "rlsprop_member",
     "rlsprop_noinherit",
     "rlsprop_owner",
+    "rlsprop_owner_noinherit",
     "rlsprop_plain",
 ];
 
@@ -38,9 +40,12 @@ const SETUP: &str = "
       exception when duplicate_object or unique_violation then null; end;
       begin create role rlsprop_plain nologin;
       exception when duplicate_object or unique_violation then null; end;
+      begin create role rlsprop_owner_noinherit nologin noinherit in role rlsprop_owner;
+      exception when duplicate_object or unique_violation then null; end;
     end
     $$;
-    grant rlsprop_member, rlsprop_noinherit, rlsprop_owner, rlsprop_plain to herald_authenticator;
+    grant rlsprop_member, rlsprop_noinherit, rlsprop_owner, rlsprop_owner_noinherit, rlsprop_plain
+      to herald_authenticator;
 
     -- RLS off: every role with SELECT sees every row.
     create table public.rp_off (id int primary key, tag text);
@@ -71,6 +76,8 @@ const SETUP: &str = "
 
     grant select on public.rp_off, public.rp_nopolicy, public.rp_restrictive, public.rp_owned,
       public.rp_forced to app_user, rlsprop_plain;
+    -- The owner's privileges do not pass to a NOINHERIT member: granted its own.
+    grant select on public.rp_owned, public.rp_forced to rlsprop_owner_noinherit;
     grant select (id, tag) on public.rp_roles to app_user, rlsprop_plain, rlsprop_noinherit;";
 
 const TABLES: [Table; 6] = [

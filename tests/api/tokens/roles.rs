@@ -15,7 +15,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{app_with, assert_accepted, assert_refused, hs256, now, until_expired};
-use crate::helpers::{Frame, TestApp, WsClient};
+use crate::helpers::{Frame, SECRET, TestApp, WsClient, url_as};
+use pgherald::{Application, Config, JwtKey};
 
 /// Prefix of the roles these tests create.
 const PREFIX: &str = "pgherald_t";
@@ -74,6 +75,18 @@ async fn drop_leftover_roles(app: &TestApp) {
     }
 }
 
+/// `alter table ... force row level security` on every tracked table.
+async fn force_rls_on_every_tracked_table(app: &TestApp) {
+    app.sql(
+        "do $$ declare t regclass; begin
+           for t in select relid::regclass from herald.tracked loop
+             execute format('alter table %s force row level security', t);
+           end loop;
+         end $$;",
+    )
+    .await;
+}
+
 /// A token for `sub` naming `role`.
 fn token(sub: &str, role: &str) -> String {
     hs256(&json!({"sub": sub, "role": role, "exp": now() + 600}))
@@ -84,14 +97,7 @@ async fn a_token_naming_a_superuser_or_bypassrls_role_is_refused() {
     let (app, alice) = app_with(|_| {}).await;
     // Superusers have the privileges of every table owner: with every tracked
     // table forcing RLS, only the attribute itself can refuse them.
-    app.sql(
-        "do $$ declare t regclass; begin
-           for t in select relid::regclass from herald.tracked loop
-             execute format('alter table %s force row level security', t);
-           end loop;
-         end $$;",
-    )
-    .await;
+    force_rls_on_every_tracked_table(&app).await;
     let plain = create_role(&app, "plain", "").await;
     let superuser = create_role(&app, "super", "superuser").await;
     let bypass = create_role(&app, "bypass", "bypassrls").await;
@@ -111,6 +117,67 @@ async fn a_token_naming_a_superuser_or_bypassrls_role_is_refused() {
     );
 
     drop_roles(&app, &[&plain, &superuser, &bypass]).await;
+}
+
+/// Attacks the start-up check of the login role (`check_login_role`): an
+/// instance whose login role is a superuser, has BYPASSRLS, or owns a
+/// tracked table that does not force row-level security must refuse to
+/// start, naming why; once the table forces RLS, the owner may serve.
+#[tokio::test]
+async fn serve_refuses_a_login_role_that_bypasses_row_level_security() {
+    let (app, _) = app_with(|_| {}).await;
+    // Superusers have the privileges of every table owner: with every tracked
+    // table forcing RLS, only the attributes themselves can refuse them.
+    force_rls_on_every_tracked_table(&app).await;
+    let superuser = create_role(&app, "login_super", "superuser").await;
+    let bypass = create_role(&app, "login_bypass", "bypassrls").await;
+    let owner = create_role(&app, "login_owner", "").await;
+    // Login roles with the login role's grants (the herald functions).
+    for role in [&superuser, &bypass, &owner] {
+        app.sql(&format!(
+            "revoke {role} from herald_authenticator;
+             alter role {role} login password 'pw'; grant herald_authenticator to {role};"
+        ))
+        .await;
+    }
+
+    async fn start_error(app: &TestApp, role: &str) -> String {
+        let mut config = Config::new(url_as(app, role, "pw"), JwtKey::Secret(SECRET.into()));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        match Application::build(config).await {
+            Ok(_) => panic!("an instance started with login role {role}"),
+            Err(e) => e.to_string(),
+        }
+    }
+    let refused = start_error(&app, &superuser).await;
+    assert!(refused.contains("is a superuser"), "{refused}");
+    let refused = start_error(&app, &bypass).await;
+    assert!(refused.contains("has BYPASSRLS"), "{refused}");
+
+    app.sql(&format!(
+        "alter table public.documents owner to {owner};
+         alter table public.documents no force row level security"
+    ))
+    .await;
+    let refused = start_error(&app, &owner).await;
+    assert!(
+        refused.contains("owns tracked table public.documents"),
+        "{refused}"
+    );
+
+    // Forcing RLS makes the owner's reads policy-bound: it may serve.
+    app.sql("alter table public.documents force row level security")
+        .await;
+    let mut config = Config::new(url_as(&app, &owner, "pw"), JwtKey::Secret(SECRET.into()));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    match Application::build(config).await {
+        Ok(started) => started.shutdown().await,
+        Err(e) => panic!("the owner of a table forcing RLS was refused: {e}"),
+    }
+
+    app.sql("alter table public.documents owner to current_user")
+        .await;
+    drop_roles(&app, &[&superuser, &bypass, &owner]).await;
 }
 
 #[tokio::test]
