@@ -341,7 +341,7 @@ fn metrics(state: &AppState) -> String {
     let l = &state.listener;
     let open = state.limits.max_connections - state.connection_permits.available_permits();
     let a = state.hub.authorizer_stats();
-    format!(
+    let mut out = format!(
         "# TYPE pgherald_listener_connected gauge\npgherald_listener_connected {}\n\
          # TYPE pgherald_listener_connects_total counter\npgherald_listener_connects_total {}\n\
          # TYPE pgherald_events_total counter\npgherald_events_total {}\n\
@@ -372,7 +372,9 @@ fn metrics(state: &AppState) -> String {
         l.heartbeat_sent.load(Ordering::Relaxed),
         l.heartbeat_seen.load(Ordering::Relaxed),
         l.foreign_heartbeats.load(Ordering::Relaxed),
-    )
+    );
+    state.hub.stages().render(&mut out);
+    out
 }
 
 async fn rejection(err: Rejection) -> Result<Response, Infallible> {

@@ -15,8 +15,8 @@
 //!    per-subscription queues.
 //! 4. [`graphql`] exposes the generic `changes` stream and, generated from
 //!    the tracked tables ([`db::catalog`]), typed queries and subscriptions;
-//!    [`events::feed`] joins a subscription to the hub, after replaying from
-//!    its [`events::cursor`] what it missed ([`events::catchup`]).
+//!    [`events::feed`] joins a subscription to the hub, after converging it
+//!    from its [`events::cursor`] to the current rows ([`events::catchup`]).
 //! 5. [`ws`] speaks both GraphQL-over-WebSocket protocols around
 //!    juniper_graphql_ws; [`http`] serves the rest. [`auth`] turns tokens into
 //!    callers, whose role and claims [`db::session`] applies transaction-locally.
@@ -33,6 +33,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod origin;
+pub mod stages;
 pub mod state;
 pub mod ws;
 

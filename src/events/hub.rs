@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use std::time::Instant;
+
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::delivery::{Bounds, Delivery, Interest, Plan};
@@ -21,6 +23,7 @@ use super::{Event, Op};
 use crate::db::DbError;
 use crate::db::as_of::AsOf;
 use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolation};
+use crate::stages::Stages;
 
 struct Entry {
     id: u64,
@@ -63,6 +66,8 @@ pub struct Hub {
     authorizer: Arc<dyn Authorize>,
     /// What the authorizer had to deal with (live pages and catch-up).
     authorizer_stats: Arc<AuthorizerStats>,
+    /// Time spent per stage of the pipeline.
+    stages: Arc<Stages>,
     /// Bumped on every registry change, for those waiting on it.
     changes: watch::Sender<u64>,
     /// Deliveries a subscription may have queued before it counts as too slow.
@@ -109,6 +114,7 @@ impl Hub {
             wake: Arc::new(Notify::new()),
             authorizer,
             authorizer_stats: Arc::default(),
+            stages: Arc::default(),
             changes: watch::Sender::new(0),
             queue_capacity: queue_capacity.max(1),
         })
@@ -122,6 +128,11 @@ impl Hub {
     /// What the authorizer had to deal with, for `/metrics`.
     pub fn authorizer_stats(&self) -> &Arc<AuthorizerStats> {
         &self.authorizer_stats
+    }
+
+    /// Time spent per stage of the pipeline, for `/metrics`.
+    pub fn stages(&self) -> &Arc<Stages> {
+        &self.stages
     }
 
     /// Notified when the listener should read at once.
@@ -324,6 +335,7 @@ impl Hub {
                 .iter()
                 .map(|c| (c.event, &c.entry.interest.caller)),
         );
+        let started = Instant::now();
         let verdicts = plan
             .authorize(
                 self.authorizer.as_ref(),
@@ -332,6 +344,7 @@ impl Hub {
                 &self.authorizer_stats,
             )
             .await?;
+        self.stages.authorize.observe(started.elapsed());
         let mut stats = DispatchStats {
             contexts: plan.context_count(),
             contexts_failed: verdicts.failed_contexts(),

@@ -31,7 +31,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
@@ -452,7 +452,10 @@ async fn drain(
         return Ok(());
     };
     if progress.batch.is_none() {
-        let (high, high_held) = match holders.take().await {
+        let started = Instant::now();
+        let taken = holders.take().await;
+        hub.stages().hold.observe(started.elapsed());
+        let (high, high_held) = match taken {
             Ok(held) => (held.snapshot.clone(), Some(held)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not hold the batch's end; \
@@ -499,6 +502,7 @@ async fn drain(
         });
     }
     while let Some(batch) = progress.batch.as_mut() {
+        let started = Instant::now();
         let page = timed(
             timings,
             reader.read_page(
@@ -509,15 +513,18 @@ async fn drain(
             ),
         )
         .await??;
+        hub.stages().read.observe(started.elapsed());
         if let Some(last) = page.last() {
             let isolation = if progress.failures >= ISOLATE_AFTER {
                 Isolation::Always
             } else {
                 Isolation::OnError
             };
+            let started = Instant::now();
             let dispatched = hub
                 .dispatch(&page, &batch.bounds, &batch.as_of, batch.epoch, isolation)
                 .await;
+            hub.stages().dispatch.observe(started.elapsed());
             let stats = match dispatched {
                 Ok(stats) => stats,
                 Err(e) => {

@@ -173,12 +173,14 @@ async fn run(
         Some(Protocol::TransportWs) => {
             let (handler, conn) = transport::connection(&state, credential, accepted_tx);
             Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
+                .timed(state.hub.stages().clone())
                 .run()
                 .await;
         }
         Some(Protocol::LegacyWs) => {
             let (handler, conn) = legacy::connection(&state, credential, accepted_tx);
             Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
+                .timed(state.hub.stages().clone())
                 .run()
                 .await;
         }

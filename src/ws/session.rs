@@ -11,6 +11,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};
@@ -25,6 +26,7 @@ use super::handler::{Handler, Step};
 use super::init::Accepted;
 use super::registry::SubjectSlot;
 use crate::config::Limits;
+use crate::stages::Stages;
 
 /// The limits a session enforces.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +110,8 @@ pub(super) struct Session<W, H: Handler, C> {
     ping_at: Instant,
     last_heard: Instant,
     expires_at: Option<Instant>,
+    /// Where write bursts are timed, if anywhere.
+    stages: Option<Arc<Stages>>,
 }
 
 impl<W, E, H, C> Session<W, H, C>
@@ -143,7 +147,14 @@ where
             ping_at: now + settings.ping_interval,
             last_heard: now,
             expires_at: None,
+            stages: None,
         }
+    }
+
+    /// Times each burst of writes into `stages`.
+    pub fn timed(mut self, stages: Arc<Stages>) -> Self {
+        self.stages = Some(stages);
+        self
     }
 
     /// Runs the connection to its end, logs how it ended, and closes the socket.
@@ -255,6 +266,7 @@ where
     /// Carries out `steps`; how the session ended, if it did.
     async fn apply(&mut self, steps: Vec<Step<H::In>>) -> Option<Ended> {
         let mut written = false;
+        let started = Instant::now();
         for step in steps {
             match step {
                 Step::Forward(input) => {
@@ -287,6 +299,9 @@ where
                 bounded_write(flush, &self.settings, &self.shutdown, self.expires_at).await
             {
                 return Some(Ended::Dropped(dropped));
+            }
+            if let Some(stages) = &self.stages {
+                stages.write.observe(started.elapsed());
             }
         }
         None

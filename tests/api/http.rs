@@ -547,3 +547,49 @@ async fn readyz_is_unready_while_the_listener_is_down() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// `/metrics` has a histogram per pipeline stage, and a delivered change
+/// passes through each: hold, read, authorize, dispatch, write.
+#[tokio::test]
+async fn metrics_time_every_stage_a_delivered_change_passes_through() {
+    let app = spawn_app().await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+    let mut sub = crate::helpers::Subscriber::connect(
+        &app,
+        &alice,
+        "alice",
+        crate::helpers::Protocol::Transport,
+    )
+    .await;
+    sub.start(
+        "n",
+        "subscription { notifications(ops: [INSERT]) { row { title } } }",
+        json!({}),
+    )
+    .await;
+    app.wait_for_subscriptions(1).await;
+    app.notify(&tenant, &alice, "info", "timed").await;
+    assert_eq!(sub.next_event("n").await["row"]["title"], "timed");
+
+    let metrics = reqwest::get(format!("{}/metrics", app.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for stage in ["hold", "read", "authorize", "dispatch", "write"] {
+        let name = format!("pgherald_stage_{stage}_seconds_count ");
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .unwrap_or_else(|| panic!("no {name}in {metrics}"))
+            .parse()
+            .unwrap();
+        assert!(count >= 1, "{stage} never timed: {metrics}");
+    }
+    assert!(
+        metrics.contains("# TYPE pgherald_stage_dispatch_seconds histogram"),
+        "{metrics}"
+    );
+}
