@@ -32,6 +32,13 @@ async fn a_user_removed_from_a_tenant_stops_receiving_its_documents() {
         "delete from memberships where tenant_id = '{acme}' and user_id = '{bob}'"
     ))
     .await;
+    // Old versions are judged as of their batch's start: once Bob has a
+    // change committed after his removal, later batches start without him.
+    insert_document(&app, &globex, "globex-between").await;
+    assert_eq!(
+        summary(&b.events("c", 1).await),
+        vec![s("INSERT", Some("globex-between"), None)]
+    );
     app.sql(&format!(
         "update documents set title = 'plan-v2' where id = '{plan}'"
     ))
