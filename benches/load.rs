@@ -21,8 +21,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "pgherald load benchmark")]
 struct Args {
-    /// fanout, targeted or both.
-    #[arg(long, default_value = "both")]
+    /// fanout (one tenant-wide stream), targeted (each user's own rows, by a
+    /// filter), rls (each user on the whole table, RLS alone decides), or all.
+    #[arg(long, default_value = "all")]
     mode: String,
     /// WebSocket connections (one user each).
     #[arg(long, short = 'c', default_value_t = 100)]
@@ -52,7 +53,10 @@ const SECRET: &str = "bench-secret";
 struct Observed {
     /// (subscriber, seq) → times received.
     counts: HashMap<(usize, usize), u32>,
-    latencies_us: Vec<u64>,
+    /// (seq, when received) of every delivery; latencies are computed at the
+    /// end, so a frame that arrives before its writer knows the commit time
+    /// still counts.
+    received: Vec<(usize, Instant)>,
     first: Option<Instant>,
     last: Option<Instant>,
 }
@@ -64,8 +68,8 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|_| std::env::var("DATABASE_URL"))
         .map_err(|_| anyhow::anyhow!("run via `make bench` (needs HERALD_ADMIN_DATABASE_URL)"))?;
     let modes: Vec<&str> = match args.mode.as_str() {
-        "both" => vec!["fanout", "targeted"],
-        m @ ("fanout" | "targeted") => vec![m],
+        "all" | "both" => vec!["fanout", "targeted", "rls"],
+        m @ ("fanout" | "targeted" | "rls") => vec![m],
         other => anyhow::bail!("unknown mode {other}"),
     };
     let mut results = Vec::new();
@@ -222,6 +226,9 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
     let verifier = pgherald::auth::Verifier::hs256(SECRET.as_bytes());
     let query = match mode {
         "fanout" => "subscription { changes(table: \"documents\", ops: [INSERT]) { row } }",
+        "targeted" => {
+            "subscription($me: JSON) { changes(table: \"notifications\", ops: [INSERT], filter: $me) { row } }"
+        }
         _ => "subscription { notifications(ops: [INSERT]) { row { title } } }",
     };
     let mut readers = Vec::new();
@@ -237,13 +244,15 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
         .await?;
         for s in 0..args.subs {
             ws.send(Message::text(
-                json!({"type": "subscribe", "id": s.to_string(), "payload": {"query": query}})
-                    .to_string(),
+                json!({"type": "subscribe", "id": s.to_string(), "payload": {
+                    "query": query,
+                    "variables": {"me": {"user_id": {"eq": user}}},
+                }})
+                .to_string(),
             ))
             .await?;
         }
         let observed = observed.clone();
-        let commits = commits.clone();
         let subs = args.subs;
         readers.push(tokio::spawn(async move {
             while let Some(Ok(msg)) = ws.next().await {
@@ -273,13 +282,9 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
                     continue;
                 };
                 let sub: usize = v["id"].as_str().and_then(|i| i.parse().ok()).unwrap_or(0);
-                let committed = commits.lock().unwrap().get(&seq).copied();
                 let mut o = observed.lock().unwrap();
                 *o.counts.entry((c * subs + sub, seq)).or_default() += 1;
-                if let Some(t) = committed {
-                    o.latencies_us
-                        .push(now.saturating_duration_since(t).as_micros() as u64);
-                }
+                o.received.push((seq, now));
                 o.first.get_or_insert(now);
                 o.last = Some(now);
             }
@@ -367,6 +372,7 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rss_after = rss_kib(pid);
+    let stages = stage_means_ms(&http, &base).await?;
     for r in readers {
         r.abort();
     }
@@ -377,7 +383,16 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
     let delivered: u32 = o.counts.values().sum();
     let duplicated = delivered as usize - distinct;
     let lost = expected.saturating_sub(distinct);
-    let mut lat = o.latencies_us.clone();
+    // Commit time: when the writer's INSERT returned (the commit is known).
+    let commits = commits.lock().unwrap();
+    let mut lat: Vec<u64> = o
+        .received
+        .iter()
+        .filter_map(|(seq, at)| {
+            let committed = commits.get(seq)?;
+            Some(at.saturating_duration_since(*committed).as_micros() as u64)
+        })
+        .collect();
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p) as usize)
@@ -404,7 +419,36 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
         "write_seconds": write_secs,
         "rss_kib": {"idle": rss_idle, "connected": rss_connected, "after": rss_after},
         "rss_kib_per_connection": (rss_connected.saturating_sub(rss_idle)) as f64 / args.connections as f64,
+        "stage_mean_ms": stages,
     }))
+}
+
+/// Mean time per pipeline stage (ms), from the server's `/metrics` histograms.
+async fn stage_means_ms(http: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut means = serde_json::Map::new();
+    for stage in ["hold", "read", "authorize", "dispatch", "write"] {
+        let sum = value(&format!("pgherald_stage_{stage}_seconds_sum "));
+        let count = value(&format!("pgherald_stage_{stage}_seconds_count "));
+        let mean = if count > 0.0 {
+            sum / count * 1000.0
+        } else {
+            0.0
+        };
+        means.insert(stage.to_owned(), json!({"mean": mean, "count": count}));
+    }
+    Ok(Value::Object(means))
 }
 
 fn print_table(results: &[Value]) {
@@ -442,6 +486,25 @@ fn print_table(results: &[Value]) {
             r["latency_ms"]["max"].as_f64().unwrap_or(0.0),
             r["deliveries_per_s"].as_f64().unwrap_or(0.0),
             r["rss_kib_per_connection"].as_f64().unwrap_or(0.0),
+        );
+    }
+    println!("\nmean ms per stage (count), from /metrics:");
+    for r in results {
+        let stages: Vec<String> = ["hold", "read", "authorize", "dispatch", "write"]
+            .iter()
+            .map(|s| {
+                let st = &r["stage_mean_ms"][s];
+                format!(
+                    "{s} {:.3} ({})",
+                    st["mean"].as_f64().unwrap_or(0.0),
+                    st["count"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        println!(
+            "{:<9} {}",
+            r["mode"].as_str().unwrap_or("?"),
+            stages.join("  ")
         );
     }
 }
