@@ -5,8 +5,8 @@
 //! 1. A trigger on a tracked table writes the change to the outbox
 //!    `herald.events` and sends a wake-up NOTIFY (`migrations/`).
 //! 2. [`events::listener`] holds one dedicated LISTEN connection per instance;
-//!    each wake-up reads the events committed since the last snapshot
-//!    ([`events::outbox`], [`events::snapshot`]).
+//!    each wake-up reads the batch of events committed since the last
+//!    snapshot ([`events::batches`], [`events::outbox`], [`events::snapshot`]).
 //! 3. [`events::hub`] matches events to subscriptions (table, ops,
 //!    [`events::filter`]), asks [`db::authorizer`] once per page and moment
 //!    which security context may see which row version (old versions as of

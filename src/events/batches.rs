@@ -1,0 +1,205 @@
+//! The batches the listener reads: everything committed between its last
+//! dispatched snapshot and a new one, held open at both ends so that each
+//! batch's old images are judged as of its start and its new images as of
+//! its end ([`super::moments`]), read page by page and handed to the hub.
+//! Its progress survives reconnects, so that a batch cut short is finished,
+//! not re-read (no duplicates) nor dropped (no loss).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use super::delivery::Bounds;
+use super::hub::Hub;
+use super::listener::{ISOLATE_AFTER, ListenError, ListenerConfig, ListenerStatus, timed};
+use super::moments::{Held, Holders};
+use super::outbox::{self, PAGE_SIZE, Reader};
+use super::snapshot::Snapshot;
+use crate::db::as_of::AsOf;
+use crate::db::authorizer::{AuthorizerStats, Isolation};
+
+/// How far the listener has read; survives reconnects so that a batch cut
+/// short is finished, not re-read (no duplicates) nor dropped (no loss).
+#[derive(Default)]
+pub(super) struct Progress {
+    /// Everything visible here has been dispatched.
+    pub(super) low: Option<Snapshot>,
+    /// `low`, held open: the next batch's old images are judged in it.
+    pub(super) low_held: Option<Held>,
+    /// A batch under way.
+    batch: Option<Batch>,
+    /// Failed attempts at dispatching the next page of the batch.
+    failures: u32,
+}
+
+/// A batch under way.
+struct Batch {
+    bounds: Arc<Bounds>,
+    epoch: u64,
+    /// Last dispatched outbox id.
+    after_id: i64,
+    /// `bounds.high`, held open: its new images are judged in it, and it
+    /// becomes the next batch's start.
+    high_held: Option<Held>,
+    /// The exported snapshots its moments are judged in.
+    as_of: AsOf,
+}
+
+impl Progress {
+    /// Lets go of holds older than `limit`, counting the fallback of a batch
+    /// under way that needed them.
+    pub(super) fn let_go_of_stale_holds(&mut self, limit: Duration, stats: &AuthorizerStats) {
+        let stale = |held: &Option<Held>| held.as_ref().is_some_and(|h| h.age() > limit);
+        let mut lost = false;
+        if stale(&self.low_held) {
+            self.low_held = None;
+            if let Some(batch) = &mut self.batch {
+                lost |= batch.as_of.before.take().is_some();
+            }
+        }
+        if let Some(batch) = &mut self.batch {
+            if stale(&batch.high_held) {
+                batch.high_held = None;
+                lost |= batch.as_of.after.take().is_some();
+            }
+        }
+        if lost {
+            tracing::warn!(
+                ?limit,
+                "listener down: let go of the batch's held snapshots; \
+                the rest of it is judged at dispatch time"
+            );
+            stats.snapshot_fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads and dispatches everything committed since `progress.low`.
+pub(super) async fn drain(
+    client: &Client,
+    reader: &Reader,
+    holders: &mut Holders,
+    timings: &ListenerConfig,
+    hub: &Arc<Hub>,
+    status: &ListenerStatus,
+    progress: &mut Progress,
+) -> Result<(), ListenError> {
+    let Some(from) = progress.low.clone() else {
+        return Ok(());
+    };
+    if progress.batch.is_none() {
+        let started = Instant::now();
+        let taken = holders.take().await;
+        hub.stages().hold.observe(started.elapsed());
+        let (high, high_held) = match taken {
+            Ok(held) => (held.snapshot.clone(), Some(held)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hold the batch's end; \
+                    its new images are judged at dispatch time");
+                (
+                    timed(timings, outbox::current_snapshot(client)).await??,
+                    None,
+                )
+            }
+        };
+        if high == from {
+            // The same committed transactions, so the same database: keep
+            // the younger hold, so that no transaction stays open for long.
+            if let Some(held) = high_held {
+                if let Some(older) = progress.low_held.replace(held) {
+                    holders.release(older).await;
+                }
+            }
+            return Ok(());
+        }
+        if progress.low_held.as_ref().is_some_and(|h| !h.is_alive()) {
+            tracing::warn!(
+                "the snapshot held for the batch's start was lost; \
+                its old images are judged at dispatch time"
+            );
+            progress.low_held = None;
+        }
+        let as_of = AsOf {
+            before: progress.low_held.as_ref().map(|h| h.id.clone()),
+            after: high_held.as_ref().map(|h| h.id.clone()),
+        };
+        if as_of.before.is_none() || as_of.after.is_none() {
+            hub.authorizer_stats()
+                .snapshot_fallbacks
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let epoch = hub.begin_batch(&high);
+        progress.batch = Some(Batch {
+            bounds: Arc::new(Bounds { low: from, high }),
+            epoch,
+            after_id: 0,
+            high_held,
+            as_of,
+        });
+    }
+    while let Some(batch) = progress.batch.as_mut() {
+        let started = Instant::now();
+        let page = timed(
+            timings,
+            reader.read_page(
+                client,
+                &batch.bounds.low,
+                &batch.bounds.high,
+                batch.after_id,
+            ),
+        )
+        .await??;
+        hub.stages().read.observe(started.elapsed());
+        if let Some(last) = page.last() {
+            let isolation = if progress.failures >= ISOLATE_AFTER {
+                Isolation::Always
+            } else {
+                Isolation::OnError
+            };
+            let started = Instant::now();
+            let dispatched = hub
+                .dispatch(&page, &batch.bounds, &batch.as_of, batch.epoch, isolation)
+                .await;
+            hub.stages().dispatch.observe(started.elapsed());
+            let stats = match dispatched {
+                Ok(stats) => stats,
+                Err(e) => {
+                    progress.failures += 1;
+                    tracing::warn!(error = %e, attempt = progress.failures, ?isolation,
+                        "authorizing a page failed; it will be retried");
+                    return Err(e.into());
+                }
+            };
+            progress.failures = 0;
+            status
+                .events
+                .fetch_add(page.len() as u64, Ordering::Relaxed);
+            status
+                .deliveries
+                .fetch_add(stats.delivered as u64, Ordering::Relaxed);
+            status
+                .overflows
+                .fetch_add(stats.overflowed as u64, Ordering::Relaxed);
+            tracing::debug!(
+                events = page.len(),
+                contexts = stats.contexts,
+                delivered = stats.delivered,
+                "page dispatched"
+            );
+            batch.after_id = last.id;
+        }
+        if (page.len() as i64) < PAGE_SIZE {
+            // The whole batch is dispatched: its start is no longer needed,
+            // its end is the next batch's start.
+            let high_held = batch.high_held.take();
+            progress.low = Some(batch.bounds.high.clone());
+            progress.batch = None;
+            if let Some(start) = std::mem::replace(&mut progress.low_held, high_held) {
+                holders.release(start).await;
+            }
+        }
+    }
+    Ok(())
+}
