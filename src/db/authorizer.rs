@@ -27,13 +27,14 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::auth::Caller;
 
 use super::DbError;
 use super::as_of::{self, AsOf, ExportedSnapshot, ImportFailed};
 use super::jsonb::ExactJson;
+pub use super::verdicts::Verdicts;
 
 pub use super::as_of::Moment;
 
@@ -77,88 +78,6 @@ impl ContextFailure {
             "claims" => ContextFailure::Claims,
             _ => ContextFailure::Policy,
         }
-    }
-}
-
-/// The answers to a batch of [`Check`]s.
-#[derive(Debug, Default)]
-pub struct Verdicts {
-    pub(super) visible: Vec<bool>,
-    pub(super) columns: HashMap<(usize, u32), Arc<[String]>>,
-    pub(super) failed: HashMap<usize, ContextFailure>,
-    /// Checks denied because the policy raised an error on that row image.
-    pub hidden_by_errors: usize,
-    /// Whether the contexts had to be authorized one per call, because the
-    /// call for all of them failed.
-    pub isolated: bool,
-    /// Moments judged now because their held snapshot could not be imported.
-    pub fell_back: usize,
-}
-
-impl Verdicts {
-    /// Verdicts from their parts: `visible[i]` answers check `i`; `columns`
-    /// lists what each (context, table) may select.
-    pub fn from_parts(visible: Vec<bool>, columns: HashMap<(usize, u32), Arc<[String]>>) -> Self {
-        Verdicts {
-            visible,
-            columns,
-            ..Verdicts::default()
-        }
-    }
-
-    /// These verdicts, with `context` failed: its checks denied.
-    pub fn with_failure(mut self, context: usize, failure: ContextFailure) -> Self {
-        self.failed.insert(context, failure);
-        self
-    }
-
-    /// Whether check `i` passed.
-    pub fn visible(&self, i: usize) -> bool {
-        self.visible.get(i).copied().unwrap_or(false)
-    }
-
-    /// Whether, and why, `context` could not be evaluated.
-    pub fn failure(&self, context: usize) -> Option<ContextFailure> {
-        self.failed.get(&context).copied()
-    }
-
-    /// How many contexts could not be evaluated.
-    pub fn failed_contexts(&self) -> usize {
-        self.failed.len()
-    }
-
-    /// `image` reduced to the columns `context` may select in `relid`.
-    pub fn restrict(&self, context: usize, relid: u32, image: &Arc<Value>) -> Arc<Value> {
-        let Some(columns) = self.columns.get(&(context, relid)) else {
-            return Arc::new(Value::Object(Map::new()));
-        };
-        let Value::Object(fields) = image.as_ref() else {
-            return image.clone();
-        };
-        if fields.keys().all(|k| columns.iter().any(|c| c == k)) {
-            return image.clone();
-        }
-        let kept = fields
-            .iter()
-            .filter(|(k, _)| columns.iter().any(|c| c == *k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Arc::new(Value::Object(kept))
-    }
-
-    /// Denies every check of a failed context and forgets its columns.
-    pub(super) fn settle(&mut self, checks: &[Check]) {
-        if self.failed.is_empty() {
-            return;
-        }
-        for (i, check) in checks.iter().enumerate() {
-            if self.failed.contains_key(&check.context) {
-                self.visible[i] = false;
-            }
-        }
-        let failed = &self.failed;
-        self.columns
-            .retain(|(context, _), _| !failed.contains_key(context));
     }
 }
 

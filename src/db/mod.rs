@@ -12,6 +12,7 @@ pub mod roles;
 pub mod rows;
 pub mod session;
 pub mod tls;
+pub mod verdicts;
 
 /// A database failure, at the edge of this module.
 #[derive(Debug, thiserror::Error)]
