@@ -146,8 +146,16 @@ pub async fn converge(
         // a snapshot's `xmin` is held back by any transaction in the cluster.
         return Err(CatchupError::Expired);
     }
+    // Named as the capture trigger names it (`regclass` under a search path
+    // of `pg_catalog` only): always schema-qualified.
     let table: String = tx
-        .query_one("select $1::oid::regclass::text", &[&interest.relid])
+        .query_one(
+            "select pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+               from pg_catalog.pg_class c
+               join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+              where c.oid = $1",
+            &[&interest.relid],
+        )
         .await?
         .get(0);
     let rows = tx

@@ -12,7 +12,7 @@ use crate::helpers::{Protocol, Subscriber, TestApp, insert_document, s, spawn_ap
 
 /// `changes` on documents, resuming after `$after`, filtered by `$f`.
 const RESUME: &str = "subscription($after: String, $f: JSON) {
-    changes(table: \"documents\", after: $after, filter: $f) { op cursor row old } }";
+    changes(table: \"documents\", after: $after, filter: $f) { op table cursor row old } }";
 
 /// A cursor meaning "now" for `user`.
 async fn cursor_now(app: &TestApp, user: &str) -> String {
@@ -68,6 +68,9 @@ async fn a_user_who_joined_while_offline_gets_current_rows_not_their_history() {
         "{got:?}"
     );
     assert_eq!(got[0]["row"]["body"], "v3");
+    // Named as live changes name it.
+    assert_eq!(got[0]["table"], "public.documents");
+    assert_eq!(got[1]["table"], "public.documents");
 }
 
 #[tokio::test]
