@@ -19,7 +19,7 @@ use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
-use warp::ws::Message;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::close::{Close, Dropped};
 use super::handler::{Handler, Step};
@@ -195,26 +195,23 @@ where
         Ok(match event {
             Event::Frame(Some(Ok(msg))) => {
                 self.last_heard = Instant::now();
-                if msg.is_text() {
-                    let text = msg.to_str().unwrap_or_default();
-                    if text.len() > self.settings.max_message_bytes {
+                match msg {
+                    Message::Text(text) if text.len() > self.settings.max_message_bytes => {
                         vec![Step::Close(Close::TooBig)]
-                    } else {
-                        self.handler.on_text(text)
                     }
-                } else if msg.is_close() {
-                    if let Some(input) = self.handler.on_close() {
-                        let _ = self.to_conn.send(input).await;
+                    Message::Text(text) => self.handler.on_text(text.as_str()),
+                    Message::Close(_) => {
+                        if let Some(input) = self.handler.on_close() {
+                            let _ = self.to_conn.send(input).await;
+                        }
+                        return Err(Ended::ClientClosed);
                     }
-                    return Err(Ended::ClientClosed);
-                } else if msg.is_binary() {
-                    vec![Step::Close(Close::BadRequest(
+                    Message::Binary(_) => vec![Step::Close(Close::BadRequest(
                         "binary messages are not supported".into(),
-                    ))]
-                } else {
+                    ))],
                     // Ping frames are answered by the WebSocket layer; pongs
                     // only prove the peer is alive.
-                    Vec::new()
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Vec::new(),
                 }
             }
             Event::Frame(Some(Err(e))) => {
@@ -240,7 +237,7 @@ where
                     vec![Step::Close(Close::KeepAliveTimeout)]
                 } else {
                     self.ping_at = Instant::now() + self.settings.ping_interval;
-                    let ping = self.socket.send(Message::ping(Vec::<u8>::new()));
+                    let ping = self.socket.send(Message::Ping(Default::default()));
                     bounded_write(ping, &self.settings, &self.shutdown, self.expires_at)
                         .await
                         .map_err(Ended::Dropped)?;

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use warp::ws::Message;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::close::{Close, Dropped};
 use super::init::{Accepted, InitError, InitStatus};
@@ -163,6 +163,14 @@ impl Sink<Message> for MemorySocket {
     }
 }
 
+/// The code of a close frame.
+fn close_code(msg: &Message) -> Option<u16> {
+    match msg {
+        Message::Close(Some(frame)) => Some(frame.code.into()),
+        _ => None,
+    }
+}
+
 /// The client's end.
 struct Peer {
     tx: mpsc::UnboundedSender<Message>,
@@ -191,15 +199,13 @@ impl Peer {
     async fn next_json(&mut self) -> Value {
         let msg = self.next().await.expect("a message");
         assert!(msg.is_text(), "expected a text frame, got {msg:?}");
-        serde_json::from_str(msg.to_str().unwrap()).unwrap()
+        serde_json::from_str(msg.to_text().unwrap()).unwrap()
     }
 
     /// The next frame, which must be a close frame: its code.
     async fn close_code(&mut self) -> u16 {
         let msg = self.next().await.expect("a close frame");
-        msg.close_frame()
-            .unwrap_or_else(|| panic!("expected a close frame, got {msg:?}"))
-            .0
+        close_code(&msg).unwrap_or_else(|| panic!("expected a close frame, got {msg:?}"))
     }
 }
 
@@ -345,7 +351,7 @@ async fn pings_go_out_every_interval_and_a_silent_client_is_closed_1011() {
             pings += 1;
             continue;
         }
-        break msg.close_frame().unwrap().0;
+        break close_code(&msg).unwrap();
     };
     assert_eq!(code, 1011);
     assert_eq!(pings, 3, "a ping at 12, 24 and 36 s");
