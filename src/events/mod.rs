@@ -11,6 +11,7 @@ pub mod listener;
 pub mod moments;
 pub mod outbox;
 pub mod privileges;
+pub mod queue;
 pub mod snapshot;
 
 use std::sync::Arc;
