@@ -112,10 +112,12 @@ fn upgrade_headers() -> impl Filter<Extract = (UpgradeHeaders,), Error = warp::R
 
 /// Read buffer of each connection's WebSocket. tungstenite allocates it
 /// when the connection opens and zero-fills all of it on the first read, so
-/// it is memory every idle connection holds: 4 KiB instead of the default
-/// 128 KiB (which warp's upgrade gives no way to change). A larger message
-/// grows the buffer as far as it needs (up to the message limit).
-pub(crate) const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// it is memory every idle connection holds: 1 KiB instead of the default
+/// 128 KiB (which warp's upgrade gives no way to change). Clients send
+/// little (`connection_init`, `subscribe`, `complete`), so a bigger buffer
+/// would save few reads; a message larger than the buffer grows it as far
+/// as that message needs (up to the message limit), and it stays that size.
+pub(crate) const READ_BUFFER_BYTES: usize = 1024;
 
 /// Outgoing frames are buffered up to this many bytes before they are
 /// written (the session flushes after each burst anyway): a burst of small
