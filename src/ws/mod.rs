@@ -23,9 +23,12 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::FutureExt;
+use futures::future::Either;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
@@ -270,41 +273,48 @@ pub fn route(state: Arc<AppState>) -> BoxedFilter<(warp::reply::Response,)> {
         .boxed()
 }
 
-/// Runs one upgraded connection to its end.
-async fn run(
+/// One upgraded connection, run to its end by the returned future.
+///
+/// Everything is built before the future exists: an `async fn` taking the
+/// socket would keep its own copy of it (and of its other arguments) next
+/// to the session's for the life of the connection.
+fn run(
     socket: Socket,
     protocol: Option<Protocol>,
     credential: Credential,
     state: Arc<AppState>,
-) {
+) -> impl Future<Output = ()> + Send {
     let settings = Settings::from(&state.limits);
-    let Ok(_permit) = state.connection_permits.clone().try_acquire_owned() else {
-        return session::refuse(socket, Close::InstanceFull, settings.write_timeout).await;
+    let Ok(permit) = state.connection_permits.clone().try_acquire_owned() else {
+        return Either::Left(session::refuse(
+            socket,
+            Close::InstanceFull,
+            settings.write_timeout,
+            None,
+        ));
     };
     let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
     let shutdown = state.shutdown.clone();
     match protocol {
-        None => {
-            session::refuse(
-                socket,
-                Close::SubprotocolNotAcceptable,
-                settings.write_timeout,
-            )
-            .await;
-        }
+        None => Either::Left(session::refuse(
+            socket,
+            Close::SubprotocolNotAcceptable,
+            settings.write_timeout,
+            Some(permit),
+        )),
         Some(Protocol::TransportWs) => {
             let (handler, conn) = transport::connection(&state, credential, accepted_tx);
-            Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
+            let session = Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
                 .timed(state.hub.stages().clone())
-                .run()
-                .await;
+                .holding(permit);
+            Either::Right(Either::Left(session.run().map(drop)))
         }
         Some(Protocol::LegacyWs) => {
             let (handler, conn) = legacy::connection(&state, credential, accepted_tx);
-            Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
+            let session = Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
                 .timed(state.hub.stages().clone())
-                .run()
-                .await;
+                .holding(permit);
+            Either::Right(Either::Right(session.run().map(drop)))
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_tungstenite::tungstenite::Message;
@@ -106,6 +106,8 @@ pub(super) struct Session<W, H: Handler, C> {
     accepted_known: bool,
     /// The subject's connection slot, held until the session ends.
     slot: Option<SubjectSlot>,
+    /// The instance's connection permit, held until the session ends.
+    permit: Option<OwnedSemaphorePermit>,
     init_deadline: Instant,
     ping_at: Instant,
     last_heard: Instant,
@@ -143,6 +145,7 @@ where
             accepted,
             accepted_known: false,
             slot: None,
+            permit: None,
             init_deadline: now + settings.init_timeout,
             ping_at: now + settings.ping_interval,
             last_heard: now,
@@ -154,6 +157,12 @@ where
     /// Times each burst of writes into `stages`.
     pub fn timed(mut self, stages: Arc<Stages>) -> Self {
         self.stages = Some(stages);
+        self
+    }
+
+    /// Holds the instance's connection `permit` until the session ends.
+    pub fn holding(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self.permit = Some(permit);
         self
     }
 
@@ -174,6 +183,7 @@ where
             let _ = tokio::time::timeout(self.settings.write_timeout, self.socket.close()).await;
         }
         drop(self.slot.take());
+        drop(self.permit.take());
         ended
     }
 
@@ -362,11 +372,17 @@ async fn interrupted(shutdown: &CancellationToken, expires_at: Option<Instant>) 
     }
 }
 
-/// Closes a socket that gets no session (no subprotocol, instance full).
-pub(super) async fn refuse<W, E>(mut socket: W, close: Close, write_timeout: Duration)
-where
+/// Closes a socket that gets no session (no subprotocol, instance full),
+/// holding the instance's connection `permit`, if it has one, meanwhile.
+pub(super) async fn refuse<W, E>(
+    mut socket: W,
+    close: Close,
+    write_timeout: Duration,
+    permit: Option<OwnedSemaphorePermit>,
+) where
     W: Sink<Message, Error = E> + Unpin,
 {
+    let _permit = permit;
     close.log();
     let _ = tokio::time::timeout(write_timeout, async {
         let _ = socket.send(close.frame()).await;
