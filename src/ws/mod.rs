@@ -36,10 +36,10 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use warp::Filter;
 use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
 use warp::http::header::{
     CONNECTION, HeaderMap, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL, UPGRADE,
 };
-use warp::http::StatusCode;
 use warp::reply::Reply;
 
 pub use registry::Registry;
@@ -161,8 +161,8 @@ impl warp::reject::Reject for NotAnUpgrade {}
 /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`. Yields the key
 /// and hyper's pending upgrade of the connection (absent when the request
 /// did not come through [`crate::http::serve`]).
-fn handshake() -> impl Filter<Extract = (HeaderValue, Option<OnUpgrade>), Error = warp::Rejection>
-+ Clone {
+fn handshake()
+-> impl Filter<Extract = (HeaderValue, Option<OnUpgrade>), Error = warp::Rejection> + Clone {
     warp::get()
         .and(warp::header::exact_ignore_case("upgrade", "websocket"))
         .and(

@@ -18,8 +18,8 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 use super::close::{Close, Dropped};
 use super::handler::{Handler, Step};

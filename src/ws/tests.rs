@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 use super::close::{Close, Dropped};
 use super::init::{Accepted, InitError, InitStatus};
@@ -41,6 +41,28 @@ fn negotiation_takes_the_first_supported_offer_and_nothing_else() {
     );
     assert_eq!(negotiate(Some("foo")), None);
     assert_eq!(negotiate(None), None);
+}
+
+#[test]
+fn upgraded_sockets_get_small_buffers_and_the_message_limit_as_backstop() {
+    let max = 256 * 1024;
+    let config = socket_config(max);
+    // tungstenite's default is 128 KiB, allocated and zero-filled per
+    // connection: it must not come back.
+    assert!(
+        config.read_buffer_size <= 8 * 1024,
+        "read buffer of {} bytes per connection",
+        config.read_buffer_size
+    );
+    assert!(
+        config.write_buffer_size <= 8 * 1024,
+        "write buffer of {} bytes per connection",
+        config.write_buffer_size
+    );
+    // tungstenite panics on a config that breaks this.
+    assert!(config.max_write_buffer_size > config.write_buffer_size);
+    assert_eq!(config.max_message_size, Some(4 * max));
+    assert_eq!(config.max_frame_size, Some(4 * max));
 }
 
 // ---- a small schema -------------------------------------------------------
