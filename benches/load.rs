@@ -64,6 +64,16 @@ struct Observed {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // One descriptor per WebSocket here and in the server (which raises its
+    // own limit the same way): -c 10000 needs more than the usual 1024.
+    match pgherald::fdlimit::raise() {
+        Ok((Some(soft), hard)) if soft < args.connections as u64 + 256 => anyhow::bail!(
+            "open-file limit {soft} (hard {hard:?}) is too low for {} connections: raise the hard limit (ulimit -Hn)",
+            args.connections
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("open-file limit not raised: {e}"),
+    }
     let admin_base = std::env::var("HERALD_ADMIN_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
         .map_err(|_| anyhow::anyhow!("run via `make bench` (needs HERALD_ADMIN_DATABASE_URL)"))?;
@@ -202,6 +212,13 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
         .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
         .env("HERALD_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
+        // Every connection comes from 127.0.0.1: no per-IP cap, and room
+        // for all of them.
+        .env("HERALD_MAX_CONNECTIONS_PER_IP", "0")
+        .env(
+            "HERALD_MAX_CONNECTIONS",
+            args.connections.max(10_000).to_string(),
+        )
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| anyhow::anyhow!("{}: {e} (run `make build` first)", args.server))?;
@@ -291,7 +308,7 @@ async fn run(args: &Args, mode: &str, admin_base: &str) -> anyhow::Result<Value>
         }));
     }
     let want = args.connections * args.subs;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60 + want as u64 / 100);
     loop {
         let text = http
             .get(format!("{base}/metrics"))

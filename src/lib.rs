@@ -30,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod fdlimit;
 pub mod graphql;
 pub mod http;
 pub mod origin;

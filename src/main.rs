@@ -314,6 +314,7 @@ async fn run() -> anyhow::Result<()> {
                 }
                 std::process::exit(1);
             }
+            raise_open_file_limit(config.limits.max_connections);
             let app = Application::build(config).await?;
             app.run_until(shutdown_signal()).await;
         }
@@ -368,4 +369,19 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Lifts the open-file soft limit to the hard one (each WebSocket holds a
+/// descriptor), and warns when even that is below `max_connections`.
+fn raise_open_file_limit(max_connections: usize) {
+    match pgherald::fdlimit::raise() {
+        Ok((Some(soft), _)) if soft < max_connections as u64 + 64 => tracing::warn!(
+            soft,
+            max_connections,
+            "the open-file limit is below HERALD_MAX_CONNECTIONS; raise the hard limit \
+             (ulimit -Hn, LimitNOFILE) or connections will fail to be accepted"
+        ),
+        Ok((soft, hard)) => tracing::debug!(?soft, ?hard, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-file limit could not be raised"),
+    }
 }

@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use std::time::Instant;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use super::delivery::{Bounds, Delivery, Interest, Plan};
+use super::queue::{self, Queue, QueueSender};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
 use crate::db::DbError;
@@ -28,7 +29,7 @@ use crate::stages::Stages;
 struct Entry {
     id: u64,
     interest: Interest,
-    queue: mpsc::Sender<Delivery>,
+    queue: QueueSender<Delivery>,
     /// Batches numbered at or below this were read before the subscription existed.
     joined_epoch: u64,
     ended: Arc<OnceLock<EndReason>>,
@@ -80,7 +81,7 @@ pub struct Registration {
     relid: u32,
     id: u64,
     /// Live deliveries.
-    pub queue: mpsc::Receiver<Delivery>,
+    pub queue: Queue<Delivery>,
     /// Set when the hub ended the subscription, with the reason.
     pub ended: Arc<OnceLock<EndReason>>,
     /// Everything visible here was dispatched before this subscription joined.
@@ -172,7 +173,7 @@ impl Hub {
 
     /// Adds a subscription; it receives every batch that starts after now.
     pub fn register(self: &Arc<Self>, interest: Interest) -> Option<Registration> {
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
+        let (tx, rx) = queue::bounded(self.queue_capacity);
         let ended = Arc::new(OnceLock::new());
         let mut reg = self.registry.lock().expect("hub registry");
         // Read under the registry lock: batches begin under it too.

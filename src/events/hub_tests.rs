@@ -116,7 +116,7 @@ async fn dispatch(hub: &Hub, events: &[Arc<Event>]) -> DispatchStats {
 
 fn drain(registration: &mut Registration) -> Vec<(Op, Option<Value>, Option<Value>)> {
     let mut out = Vec::new();
-    while let Ok(d) = registration.queue.try_recv() {
+    while let Some(d) = registration.queue.try_recv() {
         out.push((
             d.event.op,
             d.row.map(|r| (*r).clone()),

@@ -12,6 +12,7 @@ pub mod listener;
 pub mod moments;
 pub mod outbox;
 pub mod privileges;
+pub mod queue;
 pub mod snapshot;
 
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 
 use std::borrow::Cow;
 
-use warp::ws::Message;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use super::init::Refusal;
 
@@ -123,7 +124,10 @@ impl Close {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        Message::close_with(self.code(), reason[..end].to_owned())
+        Message::Close(Some(CloseFrame {
+            code: self.code().into(),
+            reason: reason[..end].to_owned().into(),
+        }))
     }
 
     /// Logs the close: the server's own failures as errors, what clients do
@@ -181,8 +185,10 @@ mod tests {
     #[test]
     fn close_reasons_are_cut_to_123_bytes_on_a_char_boundary() {
         let long = "é".repeat(100);
-        let msg = Close::BadRequest(long).frame();
-        let (code, reason) = msg.close_frame().unwrap();
+        let Message::Close(Some(frame)) = Close::BadRequest(long).frame() else {
+            panic!("not a close frame");
+        };
+        let (code, reason) = (u16::from(frame.code), frame.reason.as_str());
         assert_eq!(code, 4400);
         assert!(reason.len() <= 123);
         assert!(reason.chars().all(|c| c == 'é'));

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use warp::ws::Message;
 
 use super::close::{Close, Dropped};
 use super::handler::{Handler, Step};
@@ -106,6 +106,8 @@ pub(super) struct Session<W, H: Handler, C> {
     accepted_known: bool,
     /// The subject's connection slot, held until the session ends.
     slot: Option<SubjectSlot>,
+    /// The instance's connection permit, held until the session ends.
+    permit: Option<OwnedSemaphorePermit>,
     init_deadline: Instant,
     ping_at: Instant,
     last_heard: Instant,
@@ -143,6 +145,7 @@ where
             accepted,
             accepted_known: false,
             slot: None,
+            permit: None,
             init_deadline: now + settings.init_timeout,
             ping_at: now + settings.ping_interval,
             last_heard: now,
@@ -154,6 +157,12 @@ where
     /// Times each burst of writes into `stages`.
     pub fn timed(mut self, stages: Arc<Stages>) -> Self {
         self.stages = Some(stages);
+        self
+    }
+
+    /// Holds the instance's connection `permit` until the session ends.
+    pub fn holding(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self.permit = Some(permit);
         self
     }
 
@@ -174,6 +183,7 @@ where
             let _ = tokio::time::timeout(self.settings.write_timeout, self.socket.close()).await;
         }
         drop(self.slot.take());
+        drop(self.permit.take());
         ended
     }
 
@@ -195,26 +205,23 @@ where
         Ok(match event {
             Event::Frame(Some(Ok(msg))) => {
                 self.last_heard = Instant::now();
-                if msg.is_text() {
-                    let text = msg.to_str().unwrap_or_default();
-                    if text.len() > self.settings.max_message_bytes {
+                match msg {
+                    Message::Text(text) if text.len() > self.settings.max_message_bytes => {
                         vec![Step::Close(Close::TooBig)]
-                    } else {
-                        self.handler.on_text(text)
                     }
-                } else if msg.is_close() {
-                    if let Some(input) = self.handler.on_close() {
-                        let _ = self.to_conn.send(input).await;
+                    Message::Text(text) => self.handler.on_text(text.as_str()),
+                    Message::Close(_) => {
+                        if let Some(input) = self.handler.on_close() {
+                            let _ = self.to_conn.send(input).await;
+                        }
+                        return Err(Ended::ClientClosed);
                     }
-                    return Err(Ended::ClientClosed);
-                } else if msg.is_binary() {
-                    vec![Step::Close(Close::BadRequest(
+                    Message::Binary(_) => vec![Step::Close(Close::BadRequest(
                         "binary messages are not supported".into(),
-                    ))]
-                } else {
+                    ))],
                     // Ping frames are answered by the WebSocket layer; pongs
                     // only prove the peer is alive.
-                    Vec::new()
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Vec::new(),
                 }
             }
             Event::Frame(Some(Err(e))) => {
@@ -240,7 +247,7 @@ where
                     vec![Step::Close(Close::KeepAliveTimeout)]
                 } else {
                     self.ping_at = Instant::now() + self.settings.ping_interval;
-                    let ping = self.socket.send(Message::ping(Vec::<u8>::new()));
+                    let ping = self.socket.send(Message::Ping(Default::default()));
                     bounded_write(ping, &self.settings, &self.shutdown, self.expires_at)
                         .await
                         .map_err(Ended::Dropped)?;
@@ -365,11 +372,17 @@ async fn interrupted(shutdown: &CancellationToken, expires_at: Option<Instant>) 
     }
 }
 
-/// Closes a socket that gets no session (no subprotocol, instance full).
-pub(super) async fn refuse<W, E>(mut socket: W, close: Close, write_timeout: Duration)
-where
+/// Closes a socket that gets no session (no subprotocol, instance full),
+/// holding the instance's connection `permit`, if it has one, meanwhile.
+pub(super) async fn refuse<W, E>(
+    mut socket: W,
+    close: Close,
+    write_timeout: Duration,
+    permit: Option<OwnedSemaphorePermit>,
+) where
     W: Sink<Message, Error = E> + Unpin,
 {
+    let _permit = permit;
     close.log();
     let _ = tokio::time::timeout(write_timeout, async {
         let _ = socket.send(close.frame()).await;

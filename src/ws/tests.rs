@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use warp::ws::Message;
 
 use super::close::{Close, Dropped};
 use super::init::{Accepted, InitError, InitStatus};
@@ -41,6 +41,28 @@ fn negotiation_takes_the_first_supported_offer_and_nothing_else() {
     );
     assert_eq!(negotiate(Some("foo")), None);
     assert_eq!(negotiate(None), None);
+}
+
+#[test]
+fn upgraded_sockets_get_small_buffers_and_the_message_limit_as_backstop() {
+    let max = 256 * 1024;
+    let config = socket_config(max);
+    // tungstenite's default is 128 KiB, allocated and zero-filled per
+    // connection: it must not come back.
+    assert!(
+        config.read_buffer_size <= 8 * 1024,
+        "read buffer of {} bytes per connection",
+        config.read_buffer_size
+    );
+    assert!(
+        config.write_buffer_size <= 8 * 1024,
+        "write buffer of {} bytes per connection",
+        config.write_buffer_size
+    );
+    // tungstenite panics on a config that breaks this.
+    assert!(config.max_write_buffer_size > config.write_buffer_size);
+    assert_eq!(config.max_message_size, Some(4 * max));
+    assert_eq!(config.max_frame_size, Some(4 * max));
 }
 
 // ---- a small schema -------------------------------------------------------
@@ -163,6 +185,14 @@ impl Sink<Message> for MemorySocket {
     }
 }
 
+/// The code of a close frame.
+fn close_code(msg: &Message) -> Option<u16> {
+    match msg {
+        Message::Close(Some(frame)) => Some(frame.code.into()),
+        _ => None,
+    }
+}
+
 /// The client's end.
 struct Peer {
     tx: mpsc::UnboundedSender<Message>,
@@ -191,15 +221,13 @@ impl Peer {
     async fn next_json(&mut self) -> Value {
         let msg = self.next().await.expect("a message");
         assert!(msg.is_text(), "expected a text frame, got {msg:?}");
-        serde_json::from_str(msg.to_str().unwrap()).unwrap()
+        serde_json::from_str(msg.to_text().unwrap()).unwrap()
     }
 
     /// The next frame, which must be a close frame: its code.
     async fn close_code(&mut self) -> u16 {
         let msg = self.next().await.expect("a close frame");
-        msg.close_frame()
-            .unwrap_or_else(|| panic!("expected a close frame, got {msg:?}"))
-            .0
+        close_code(&msg).unwrap_or_else(|| panic!("expected a close frame, got {msg:?}"))
     }
 }
 
@@ -345,7 +373,7 @@ async fn pings_go_out_every_interval_and_a_silent_client_is_closed_1011() {
             pings += 1;
             continue;
         }
-        break msg.close_frame().unwrap().0;
+        break close_code(&msg).unwrap();
     };
     assert_eq!(code, 1011);
     assert_eq!(pings, 3, "a ping at 12, 24 and 36 s");

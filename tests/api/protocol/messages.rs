@@ -118,6 +118,31 @@ async fn a_binary_frame_closes_with_4400() {
 }
 
 #[tokio::test]
+async fn a_text_message_of_exactly_256_kib_is_read_whole_and_small_ones_after_it_too() {
+    // The server reads through a buffer of a few KiB: a message at the
+    // limit must still arrive whole, and the connection go on afterwards.
+    let (app, _, alice) = acme().await;
+    let mut ws = app.transport_as(&alice).await;
+    let overhead = json!({"type": "ping", "payload": {"padding": ""}})
+        .to_string()
+        .len();
+    let padding =
+        "é".repeat((256 * 1024 - overhead) / 2) + &"a".repeat((256 * 1024 - overhead) % 2);
+    let ping = json!({"type": "ping", "payload": {"padding": padding}});
+    assert_eq!(ping.to_string().len(), 256 * 1024);
+    ws.send(ping).await;
+    assert_eq!(
+        ws.next_json().await,
+        json!({"type": "pong", "payload": {"padding": padding}})
+    );
+    ws.send(json!({"type": "ping", "payload": {"n": 2}})).await;
+    assert_eq!(
+        ws.next_json().await,
+        json!({"type": "pong", "payload": {"n": 2}})
+    );
+}
+
+#[tokio::test]
 async fn a_text_message_over_256_kib_closes_with_1009_and_other_connections_keep_receiving() {
     let (app, tenant, alice) = acme().await;
     let mut bystander = app.transport_as(&alice).await;
