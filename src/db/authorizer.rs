@@ -28,6 +28,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 use serde_json::Value;
+use tokio_postgres::types::Type;
 
 use crate::auth::Caller;
 
@@ -375,18 +376,28 @@ async fn authorize_in(
         Err(failed) => return Ok(Err(failed)),
     };
     // A hanging policy must not hold the page forever: the session's own
-    // statement_timeout if it has one, else ours.
-    tx.execute(
-        "select pg_catalog.set_config('statement_timeout', $1, true)
+    // statement_timeout if it has one, else ours. (A simple query: one
+    // round trip, where a parameterised one takes two.)
+    tx.batch_execute(&format!(
+        "select pg_catalog.set_config('statement_timeout', '{}ms', true)
           where pg_catalog.current_setting('statement_timeout') = '0'",
-        &[&format!("{}ms", DEFAULT_STATEMENT_TIMEOUT.as_millis())],
-    )
+        DEFAULT_STATEMENT_TIMEOUT.as_millis()
+    ))
     .await?;
+    // Parameter types given, so that the call is one round trip (no
+    // separate prepare).
     let rows = tx
-        .query(
+        .query_typed(
             "select kind, chk, visible, context, relid, columns, failure, detail
                from herald.authorize($1, $2, $3, $4, $5, $6)",
-            &[&roles, &claims, &ctx, &rel, &img, &images],
+            &[
+                (&roles, Type::TEXT_ARRAY),
+                (&claims, Type::TEXT_ARRAY),
+                (&ctx, Type::INT4_ARRAY),
+                (&rel, Type::OID_ARRAY),
+                (&img, Type::INT4_ARRAY),
+                (&images, Type::JSONB_ARRAY),
+            ],
         )
         .await?;
     tx.commit().await?;
