@@ -146,28 +146,18 @@ fn token_with_claims(mut claims: Value) -> String {
     .unwrap()
 }
 
-/// The value of metric `name` on the instance's `/metrics`.
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", app.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
-}
-
 /// Asserts what `/metrics` counts after `contexts` failed security contexts
 /// ended `ended` subscriptions.
 async fn assert_counted(app: &TestApp, contexts: u64, ended: u64) {
     assert!(
-        metric(app, "pgherald_authorizer_contexts_failed_total").await >= contexts,
+        app.metric("pgherald_authorizer_contexts_failed_total")
+            .await
+            >= contexts,
         "contexts failed"
     );
     assert_eq!(
-        metric(app, "pgherald_context_failed_subscriptions_total").await,
+        app.metric("pgherald_context_failed_subscriptions_total")
+            .await,
         ended
     );
 }
@@ -367,15 +357,17 @@ async fn a_policy_that_raises_on_some_rows_hides_those_rows_only() {
     }
     // boom-1 and boom-2, for each of the two contexts; nobody was ended.
     assert_eq!(
-        metric(
-            &scene.app,
-            "pgherald_authorizer_rows_hidden_by_errors_total"
-        )
-        .await,
+        scene
+            .app
+            .metric("pgherald_authorizer_rows_hidden_by_errors_total")
+            .await,
         4
     );
     assert_eq!(
-        metric(&scene.app, "pgherald_authorizer_contexts_failed_total").await,
+        scene
+            .app
+            .metric("pgherald_authorizer_contexts_failed_total")
+            .await,
         0
     );
     assert_counted(&scene.app, 0, 0).await;
@@ -407,7 +399,13 @@ async fn a_policy_query_that_does_not_finish(scene: &mut Scene, flag: &str) {
     scene.write_and_expect_everyone_else_gets_all("after").await;
     assert_context_failed(&mut bad, "policies could not be evaluated").await;
     assert_counted(&scene.app, 1, 1).await;
-    assert!(metric(&scene.app, "pgherald_authorizer_isolated_pages_total").await >= 1);
+    assert!(
+        scene
+            .app
+            .metric("pgherald_authorizer_isolated_pages_total")
+            .await
+            >= 1
+    );
     scene.everyone_gets("later").await;
 }
 
@@ -576,7 +574,7 @@ async fn spoofed_notifications_on_every_channel_change_nothing() {
     let mut scene = scene(spawn_app().await).await;
     scene.app.wait_for_subscriptions(2).await;
     scene.everyone_gets("first").await;
-    let events_before = metric(&scene.app, "pgherald_events_total").await;
+    let events_before = scene.app.metric("pgherald_events_total").await;
 
     // A real heartbeat, as anyone may see it: its token is no secret.
     let (spoofer, mut heard) = listening(&scene.app.app_url, "herald_heartbeat").await;
@@ -609,20 +607,24 @@ async fn spoofed_notifications_on_every_channel_change_nothing() {
     // the listener has seen every spoof.
     scene.everyone_gets("sentinel").await;
     let app = &scene.app;
-    let sent = metric(app, "pgherald_listener_heartbeat_sent").await;
-    let seen = metric(app, "pgherald_listener_heartbeat_seen").await;
+    let sent = app.metric("pgherald_listener_heartbeat_sent").await;
+    let seen = app.metric("pgherald_listener_heartbeat_seen").await;
     assert!(
         seen <= sent,
         "a spoofed heartbeat counted: {seen} seen, {sent} sent"
     );
-    assert!(metric(app, "pgherald_listener_foreign_heartbeats_total").await >= 6);
-    assert_eq!(metric(app, "pgherald_listener_connects_total").await, 1);
+    assert!(
+        app.metric("pgherald_listener_foreign_heartbeats_total")
+            .await
+            >= 6
+    );
+    assert_eq!(app.metric("pgherald_listener_connects_total").await, 1);
     assert_eq!(
-        metric(app, "pgherald_events_total").await,
+        app.metric("pgherald_events_total").await,
         events_before + 1,
         "only the sentinel was read"
     );
-    assert_eq!(metric(app, "pgherald_subscriptions").await, 2);
+    assert_eq!(app.metric("pgherald_subscriptions").await, 2);
     // Nothing but the sentinel reached the subscribers (no replay, no
     // duplicate): the next event is the next write.
     scene.everyone_gets("after").await;

@@ -217,6 +217,19 @@ impl TestApp {
         .await;
     }
 
+    /// The value of metric `name` on the instance's `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.http_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    }
+
     /// Creates a tenant; returns its id.
     pub async fn tenant(&self, name: &str) -> String {
         let row = self

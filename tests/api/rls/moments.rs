@@ -287,19 +287,6 @@ async fn a_user_added_while_dispatch_is_held_back_does_not_receive_what_was_comm
     );
 }
 
-/// `/metrics` value `name`.
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", app.http_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
-}
-
 #[tokio::test]
 async fn killed_snapshot_holders_cost_a_fallback_never_a_change() {
     const FALLBACKS: &str = "pgherald_authorizer_snapshot_fallbacks_total";
@@ -312,7 +299,7 @@ async fn killed_snapshot_holders_cost_a_fallback_never_a_change() {
         summary(&a.events("c", 1).await),
         [s("INSERT", Some("plan"), None)]
     );
-    assert_eq!(metric(&app, FALLBACKS).await, 0);
+    assert_eq!(app.metric(FALLBACKS).await, 0);
 
     // Kill every connection holding this instance's snapshots (the held
     // batch start among them), and wait until their backends are gone.
@@ -347,17 +334,14 @@ async fn killed_snapshot_holders_cost_a_fallback_never_a_change() {
         ],
         "nothing lost"
     );
-    assert!(
-        metric(&app, FALLBACKS).await >= 1,
-        "the fallback is counted"
-    );
+    assert!(app.metric(FALLBACKS).await >= 1, "the fallback is counted");
     // Held again: a later change is judged at its moments, no fallback.
-    let counted = metric(&app, FALLBACKS).await;
+    let counted = app.metric(FALLBACKS).await;
     app.sql(&format!("delete from documents where id = '{plan}'"))
         .await;
     assert_eq!(
         summary(&a.events("c", 1).await),
         [s("DELETE", None, Some("plan-v2"))]
     );
-    assert_eq!(metric(&app, FALLBACKS).await, counted);
+    assert_eq!(app.metric(FALLBACKS).await, counted);
 }
