@@ -50,10 +50,7 @@ pub async fn read_as(
     let mut client = pool.get().await?;
     let tx = session::read_as(&mut client, caller, query.timeout).await?;
     // Repeatable read: this snapshot is the one every statement below sees.
-    let snapshot = outbox::current_snapshot(&tx).await.map_err(|e| match e {
-        outbox::OutboxError::Db(e) => DbError::from(e),
-        outbox::OutboxError::Data(d) => DbError::Data(d),
-    })?;
+    let snapshot = outbox::current_snapshot(&tx).await?;
     let rows = tx
         .query(
             "select image, sort_key from herald.read_rows($1::oid::regclass, $2, $3, $4, $5)",

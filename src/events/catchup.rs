@@ -67,10 +67,7 @@ pub enum CatchupError {
 
 impl From<OutboxError> for CatchupError {
     fn from(e: OutboxError) -> Self {
-        CatchupError::Db(match e {
-            OutboxError::Db(e) => DbError::from(e),
-            OutboxError::Data(d) => DbError::Data(d),
-        })
+        CatchupError::Db(e.into())
     }
 }
 
@@ -221,57 +218,56 @@ pub async fn converge(
         .map(|row| row.filter(|r| interest.filter.matches(r)))
         .collect();
     let had = had_before(authorizer, stats, interest, &changed, &current).await?;
-    let table: Arc<str> = table.into();
-    let mut deliveries = Vec::new();
+    let mut decided = Vec::new();
     for ((change, row), had) in changed.iter().zip(current).zip(had) {
         let (op, row, old) = match (row, had) {
-            (Some(row), _) => {
-                let op = if change.before.is_some() {
-                    Op::Update
-                } else {
-                    Op::Insert
-                };
-                (op, Some(row), None)
-            }
-            (None, Some(key)) => {
-                let op = if change.gone { Op::Delete } else { Op::Update };
-                (op, None, Some(key))
-            }
+            (Some(row), _) if change.before.is_some() => (Op::Update, Some(row), None),
+            (Some(row), _) => (Op::Insert, Some(row), None),
+            (None, Some(key)) if change.gone => (Op::Delete, None, Some(key)),
+            (None, Some(key)) => (Op::Update, None, Some(key)),
             (None, None) => continue,
         };
-        if !interest.ops.contains(op) {
-            continue;
+        if interest.ops.contains(op) {
+            decided.push((change, op, row, old));
         }
-        deliveries.push(Delivery {
-            event: Arc::new(Event {
-                // Converged changes resume from the client's own cursor.
-                id: cursor.id,
-                xid: change.xid,
-                relid: interest.relid,
-                table: table.clone(),
-                op,
-                new_row: row.clone(),
-                old_row: old.clone(),
-                committed_at: change.at,
-            }),
-            row,
-            old,
-            bounds: Arc::new(Bounds {
-                low: cursor.low.clone(),
-                high: cursor.high.clone(),
-            }),
-        });
     }
-    if let Some(last) = deliveries.last_mut() {
-        // The last one brings the client to `upto`.
-        let mut event = Event::clone(&last.event);
-        event.id = 0;
-        last.event = Arc::new(event);
-        last.bounds = Arc::new(Bounds {
-            low: upto.clone(),
-            high: upto.clone(),
-        });
-    }
+    // Converged changes resume from the client's own cursor; the last one
+    // brings the client to `upto`.
+    let table: Arc<str> = table.into();
+    let from_cursor = Arc::new(Bounds {
+        low: cursor.low.clone(),
+        high: cursor.high.clone(),
+    });
+    let at_upto = Arc::new(Bounds {
+        low: upto.clone(),
+        high: upto.clone(),
+    });
+    let last = decided.len().saturating_sub(1);
+    let deliveries = decided
+        .into_iter()
+        .enumerate()
+        .map(|(i, (change, op, row, old))| {
+            let (id, bounds) = match i == last {
+                true => (0, at_upto.clone()),
+                false => (cursor.id, from_cursor.clone()),
+            };
+            Delivery {
+                event: Arc::new(Event {
+                    id,
+                    xid: change.xid,
+                    relid: interest.relid,
+                    table: table.clone(),
+                    op,
+                    new_row: row.clone(),
+                    old_row: old.clone(),
+                    committed_at: change.at,
+                }),
+                row,
+                old,
+                bounds,
+            }
+        })
+        .collect();
     Ok(CatchUp { deliveries, upto })
 }
 

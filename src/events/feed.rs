@@ -125,12 +125,7 @@ impl Feed {
         interest: Interest,
         after: Option<Cursor>,
     ) -> Result<DeliveryStream, FeedError> {
-        if after
-            .as_ref()
-            .is_some_and(|c| c.identity != **self.cursors.identity())
-        {
-            return Err(FeedError::Resync(CatchupError::ForeignCursor));
-        }
+        // (Cursors of other databases were refused when they were decoded.)
         if let Some(cursor) = &after {
             // A resuming client may arrive at an instance whose listener is
             // still starting: give it a moment to reach the cursor.
@@ -177,17 +172,8 @@ impl Feed {
                     None => FeedError::Unavailable("subscription closed"),
                 })
             }));
-        let stream = futures::stream::iter(caught_up.into_iter().map(Ok))
-            .chain(live)
-            .scan(false, |failed, item| {
-                let out = if *failed {
-                    None
-                } else {
-                    *failed = item.is_err();
-                    Some(item)
-                };
-                std::future::ready(out)
-            });
+        // Catch-up has no errors of its own; the live stream ends with one.
+        let stream = futures::stream::iter(caught_up.into_iter().map(Ok)).chain(live);
         Ok(Box::pin(stream))
     }
 }

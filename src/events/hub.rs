@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-
 use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
@@ -221,13 +220,20 @@ impl Hub {
         let mut reg = self.registry.lock().expect("hub registry");
         let gone = reg.by_table.remove(&relid).unwrap_or_default();
         drop(reg);
-        for entry in gone.values() {
-            let _ = entry.ended.set(EndReason::TableGone);
+        self.end(gone.into_values().collect(), EndReason::TableGone);
+    }
+
+    /// Ends `entries` (already out of the registry) for `reason`; returns how many.
+    fn end(&self, entries: Vec<Arc<Entry>>, reason: EndReason) -> usize {
+        for entry in &entries {
+            let _ = entry.ended.set(reason);
         }
+        let count = entries.len();
         // Dropping the entries closes their queues: each stream ends after
         // what it already holds.
-        drop(gone);
+        drop(entries);
         self.changes.send_modify(|n| *n += 1);
+        count
     }
 
     /// The distinct (role, table) pairs of subscriptions whose filters name
@@ -278,16 +284,10 @@ impl Hub {
         }
         reg.by_table.retain(|_, subs| !subs.is_empty());
         drop(reg);
-        for entry in &ended {
-            let _ = entry.ended.set(EndReason::ColumnRevoked);
+        match ended.is_empty() {
+            true => 0,
+            false => self.end(ended, EndReason::ColumnRevoked),
         }
-        let count = ended.len();
-        // Dropping the entries closes their queues.
-        drop(ended);
-        if count > 0 {
-            self.changes.send_modify(|n| *n += 1);
-        }
-        count
     }
 
     /// Sets the first position, before any batch (listener start).

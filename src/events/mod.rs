@@ -76,7 +76,7 @@ impl OpSet {
 }
 
 /// One committed row change, as read from `herald.events`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Event {
     /// Outbox id: commit order for any one row, and the order inside a batch.
     pub id: i64,

@@ -23,6 +23,15 @@ pub enum OutboxError {
     Data(String),
 }
 
+impl From<OutboxError> for crate::db::DbError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::Db(e) => e.into(),
+            OutboxError::Data(d) => crate::db::DbError::Data(d),
+        }
+    }
+}
+
 /// The current snapshot of the database.
 pub async fn current_snapshot(
     client: &impl tokio_postgres::GenericClient,
