@@ -22,10 +22,10 @@ use crate::events::hub::Hub;
 use crate::events::listener::{self, ListenerConfig, ListenerStatus};
 use crate::events::privileges;
 use crate::graphql::{self, SchemaHandle};
-use crate::http;
 use crate::origin::AllowedOrigins;
 use crate::state::AppState;
 use crate::ws;
+use crate::{http, server};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +143,7 @@ impl Application {
             shutdown.clone(),
         ));
         let routes = http::routes(state.clone());
-        tasks.spawn(http::serve(
+        tasks.spawn(server::serve(
             tcp,
             routes,
             config.limits.header_read_timeout,

@@ -1,18 +1,15 @@
 //! HTTP routes: GraphQL over POST/GET, the WebSocket upgrade, GraphiQL,
-//! health, readiness, metrics, the demo page and its cookie; and the server
-//! loop that serves them ([`serve`]).
+//! health, readiness, metrics, the demo page and its cookie. They are served
+//! by [`crate::server::serve`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use juniper::http::GraphQLRequest;
 use juniper::{Definition, OperationType};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
@@ -23,7 +20,7 @@ use crate::graphql::request::prepare_variables;
 use crate::graphql::scalar::Scalar;
 use crate::origin::{Credential, RequestOrigin};
 use crate::state::{AppState, LoginError};
-use crate::ws::{self, PeerAddr};
+use crate::ws;
 
 /// The credential of a request (see [`crate::origin`]).
 fn credential(
@@ -396,71 +393,4 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
         (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };
     Ok(error_reply(status, &message, "BAD_REQUEST"))
-}
-
-/// Serves `routes` on `listener` until `shutdown`, then waits for open HTTP
-/// requests to finish (upgraded WebSockets close themselves on shutdown).
-///
-/// warp's own server loop cannot be given hyper's settings, so this is
-/// that loop with two additions: every request carries the client's address
-/// ([`PeerAddr`], for the per-IP cap), and a client must send a request's
-/// headers within `header_read_timeout` (hyper's `header_read_timeout`, which
-/// also bounds how long an idle keep-alive connection waits for the next
-/// request's headers), so connections that trickle bytes are closed.
-pub async fn serve<F>(
-    listener: TcpListener,
-    routes: F,
-    header_read_timeout: Duration,
-    shutdown: CancellationToken,
-) where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
-{
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use hyper_util::service::TowerToHyperService;
-
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let service = warp::service(routes);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little
-                    // for connections to close rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        // Small frames (one change each) must not wait for Nagle's algorithm.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-        let service = TowerToHyperService::new(service.clone());
-        let with_peer = hyper::service::service_fn(
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(PeerAddr(peer));
-                hyper::service::Service::call(&service, request)
-            },
-        );
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            // HTTP/1 only: detecting HTTP/2 would first wait, without any
-            // timeout, for the bytes of its preface.
-            let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), with_peer);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "http connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
 }

@@ -34,6 +34,7 @@ pub mod fdlimit;
 pub mod graphql;
 pub mod http;
 pub mod origin;
+pub mod server;
 pub mod stages;
 pub mod state;
 pub mod ws;

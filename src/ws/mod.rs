@@ -50,7 +50,7 @@ use crate::origin::{Credential, RequestOrigin};
 use crate::state::AppState;
 
 /// The client's address, put into every request by the server loop
-/// ([`crate::http::serve`]).
+/// ([`crate::server::serve`]).
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -160,7 +160,7 @@ impl warp::reject::Reject for NotAnUpgrade {}
 /// checks it: `GET`, `Upgrade: websocket`, `Connection` naming `upgrade`,
 /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`. Yields the key
 /// and hyper's pending upgrade of the connection (absent when the request
-/// did not come through [`crate::http::serve`]).
+/// did not come through [`crate::server::serve`]).
 fn handshake()
 -> impl Filter<Extract = (HeaderValue, Option<OnUpgrade>), Error = warp::Rejection> + Clone {
     warp::get()
