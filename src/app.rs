@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::db::authorizer::PgAuthorizer;
+use crate::db::routes::PgRoutes;
 use crate::db::roles::{self, RoleGate};
 use crate::db::{self, catalog, pool};
 use crate::events::catchup;
@@ -94,8 +95,9 @@ impl Application {
 
         let catalog = catalog::load(&pool).await?;
         let shutdown = CancellationToken::new();
-        let hub = Hub::new(
+        let hub = Hub::routed(
             Arc::new(PgAuthorizer::new(internal_pool.clone())),
+            Arc::new(PgRoutes::new(internal_pool.clone())),
             config.limits.subscription_queue,
         );
         let status = Arc::new(ListenerStatus::default());

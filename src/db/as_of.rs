@@ -10,6 +10,8 @@
 //! is gone) makes that moment's checks judged now, with a warning, counted in
 //! [`Verdicts::fell_back`]: the page is never lost or stalled for it.
 
+use std::sync::Arc;
+
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::DbError;
@@ -55,9 +57,21 @@ pub struct AsOf {
     pub before: Option<ExportedSnapshot>,
     /// The batch's end.
     pub after: Option<ExportedSnapshot>,
+    /// The catalogs' fingerprint (`herald.routing_version()`) in `before`
+    /// and in `after`.
+    pub versions: Option<(Arc<str>, Arc<str>)>,
 }
 
 impl AsOf {
+    /// The catalogs' fingerprint when both snapshots are held and show the
+    /// same one: the batch saw no policy, role or grant change, so routes
+    /// derived under it hold at both of its moments.
+    pub fn routing_version(&self) -> Option<&Arc<str>> {
+        let (before, after) = self.versions.as_ref()?;
+        let held = self.before.is_some() && self.after.is_some();
+        (held && before == after).then_some(after)
+    }
+
     /// The snapshot `moment` stands for (`None`: now).
     pub fn snapshot(&self, moment: Moment) -> Option<&ExportedSnapshot> {
         match moment {
@@ -156,7 +170,7 @@ async fn judge(
 
 impl Verdicts {
     /// Verdicts denying `n` checks, to [`Self::absorb`] parts into.
-    fn denying(n: usize) -> Self {
+    pub(crate) fn denying(n: usize) -> Self {
         Verdicts {
             visible: vec![false; n],
             ..Verdicts::default()
@@ -166,7 +180,7 @@ impl Verdicts {
     /// Takes in the verdicts of a part of the checks (`indexes[k]` is part
     /// check `k`). A context failed in any part fails; a context's columns
     /// are those it may select in every part (never more than either allows).
-    fn absorb(&mut self, part: Verdicts, indexes: &[usize]) {
+    pub(crate) fn absorb(&mut self, part: Verdicts, indexes: &[usize]) {
         for (k, &i) in indexes.iter().enumerate() {
             self.visible[i] = part.visible(k);
         }
@@ -208,6 +222,7 @@ mod tests {
         let as_of = AsOf {
             before: None,
             after: id.clone(),
+            versions: None,
         };
         assert_eq!(as_of.snapshot(Moment::Before), None);
         assert_eq!(as_of.snapshot(Moment::After), id.as_ref());

@@ -273,7 +273,7 @@ pub(super) async fn authorize_isolating(
 /// What Postgres cannot be handed for `caller`: a role or claims holding NUL
 /// (text cannot hold it, jsonb refuses `\u0000`). Such a context fails here,
 /// without a round trip.
-fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
+pub(crate) fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
     if caller.role.contains('\0') {
         return Some(ContextFailure::Role);
     }

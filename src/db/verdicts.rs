@@ -74,8 +74,23 @@ impl Verdicts {
         Arc::new(Value::Object(kept))
     }
 
+    /// Sets the answer to check `i`, and that `context` may select
+    /// `columns` of `relid`: for checks answered without the authorizer.
+    pub(crate) fn decide(
+        &mut self,
+        i: usize,
+        visible: bool,
+        (context, relid): (usize, u32),
+        columns: &Arc<[String]>,
+    ) {
+        self.visible[i] = visible;
+        self.columns
+            .entry((context, relid))
+            .or_insert_with(|| columns.clone());
+    }
+
     /// Denies every check of a failed context and forgets its columns.
-    pub(super) fn settle(&mut self, checks: &[Check]) {
+    pub(crate) fn settle(&mut self, checks: &[Check]) {
         if self.failed.is_empty() {
             return;
         }

@@ -124,6 +124,11 @@ pub(super) async fn drain(
         let as_of = AsOf {
             before: progress.low_held.as_ref().map(|h| h.id.clone()),
             after: high_held.as_ref().map(|h| h.id.clone()),
+            versions: progress
+                .low_held
+                .as_ref()
+                .zip(high_held.as_ref())
+                .map(|(low, high)| (low.version.clone(), high.version.clone())),
         };
         if as_of.before.is_none() || as_of.after.is_none() {
             hub.authorizer_stats()
@@ -159,8 +164,16 @@ pub(super) async fn drain(
                 Isolation::OnError
             };
             let started = Instant::now();
+            let whole = batch.after_id == 0 && (page.len() as i64) < PAGE_SIZE;
             let dispatched = hub
-                .dispatch(&page, &batch.bounds, &batch.as_of, batch.epoch, isolation)
+                .dispatch(
+                    &page,
+                    &batch.bounds,
+                    &batch.as_of,
+                    batch.epoch,
+                    isolation,
+                    whole,
+                )
                 .await;
             hub.stages().dispatch.observe(started.elapsed());
             let stats = match dispatched {

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::cursor::Cursor;
 use super::filter::Filter;
+use super::routing::View;
 use super::snapshot::Snapshot;
 use super::{Event, Op, OpSet};
 use crate::auth::Caller;
@@ -149,21 +150,50 @@ impl<'e> Plan<'e> {
     /// per moment (more when a context's call must be isolated), the moments
     /// judged in the snapshots of `as_of`, and counts in `stats` what went
     /// wrong.
-    pub async fn authorize(
+    /// Checks that `routes` decide are not asked.
+    pub(super) async fn authorize(
         &self,
         authorizer: &dyn Authorize,
         as_of: &AsOf,
         isolation: Isolation,
         stats: &AuthorizerStats,
+        routes: &View,
     ) -> Result<Verdicts, DbError> {
         if self.checks.is_empty() {
             return Ok(Verdicts::default());
         }
+        let judged: Vec<Option<(bool, Arc<[String]>)>> = self
+            .checks
+            .iter()
+            .map(|c| routes.judge(c, &self.contexts[c.context]))
+            .collect();
+        let asked: Vec<usize> = (0..self.checks.len())
+            .filter(|&i| judged[i].is_none())
+            .collect();
         let contexts: Vec<&Caller> = self.contexts.iter().map(|c| c.as_ref()).collect();
-        let verdicts = authorizer
-            .authorize(&contexts, &self.checks, as_of, isolation)
-            .await?;
-        stats.record(&verdicts);
+        if asked.len() == self.checks.len() {
+            let verdicts = authorizer
+                .authorize(&contexts, &self.checks, as_of, isolation)
+                .await?;
+            stats.record(&verdicts);
+            return Ok(verdicts);
+        }
+        let mut verdicts = Verdicts::denying(self.checks.len());
+        if !asked.is_empty() {
+            let checks: Vec<Check> = asked.iter().map(|&i| self.checks[i].clone()).collect();
+            let part = authorizer
+                .authorize(&contexts, &checks, as_of, isolation)
+                .await?;
+            stats.record(&part);
+            verdicts.absorb(part, &asked);
+        }
+        for (i, judged) in judged.iter().enumerate() {
+            if let Some((visible, columns)) = judged {
+                let check = &self.checks[i];
+                verdicts.decide(i, *visible, (check.context, check.relid), columns);
+            }
+        }
+        verdicts.settle(&self.checks);
         Ok(verdicts)
     }
 

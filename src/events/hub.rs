@@ -9,7 +9,7 @@
 //! one whose security context the authorizer could not evaluate (its role was
 //! dropped, say): it alone, the other subscribers get their deliveries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -18,11 +18,14 @@ use tokio::sync::{Notify, watch};
 
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::queue::{self, Queue, QueueSender};
+use super::routing::{Routing, View};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
+use crate::auth::Caller;
 use crate::db::DbError;
 use crate::db::as_of::AsOf;
 use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolation};
+use crate::db::routes::RouteSource;
 use crate::stages::Stages;
 
 struct Entry {
@@ -64,6 +67,8 @@ pub struct Hub {
     /// Asks the listener to read now (for example, for a cursor ahead of it).
     wake: Arc<Notify>,
     authorizer: Arc<dyn Authorize>,
+    /// Routes by policy, when the hub has a source of them.
+    routing: Option<Routing>,
     /// What the authorizer had to deal with (live pages and catch-up).
     authorizer_stats: Arc<AuthorizerStats>,
     /// Time spent per stage of the pipeline.
@@ -108,11 +113,30 @@ impl Hub {
     /// A hub that asks `authorizer` who may see what and gives each
     /// subscription a queue of `queue_capacity` deliveries.
     pub fn new(authorizer: Arc<dyn Authorize>, queue_capacity: usize) -> Arc<Hub> {
+        Hub::build(authorizer, None, queue_capacity)
+    }
+
+    /// A hub that also routes events by policy ([`super::routing`]), with
+    /// routes and keys from `routes`.
+    pub fn routed(
+        authorizer: Arc<dyn Authorize>,
+        routes: Arc<dyn RouteSource>,
+        queue_capacity: usize,
+    ) -> Arc<Hub> {
+        Hub::build(authorizer, Some(Routing::new(routes)), queue_capacity)
+    }
+
+    fn build(
+        authorizer: Arc<dyn Authorize>,
+        routing: Option<Routing>,
+        queue_capacity: usize,
+    ) -> Arc<Hub> {
         Arc::new(Hub {
             registry: Mutex::new(Registry::default()),
             position: watch::Sender::new(None),
             wake: Arc::new(Notify::new()),
             authorizer,
+            routing,
             authorizer_stats: Arc::default(),
             stages: Arc::default(),
             changes: watch::Sender::new(0),
@@ -313,11 +337,13 @@ impl Hub {
         reg.epoch
     }
 
-    /// Routes one page of a batch: match, authorize (old images in the
-    /// snapshot `as_of.before`, new ones in `as_of.after`), enqueue.
+    /// Routes one page of a batch: match (narrowed by policy routes),
+    /// authorize (old images in the snapshot `as_of.before`, new ones in
+    /// `as_of.after`; what routes decide is not asked), enqueue.
     /// Subscriptions whose security context failed are ended (with none of
     /// this page's events); an error means nothing was delivered and the page
     /// must be retried (with [`Isolation::Always`] after a few attempts).
+    /// `whole`: the page is its whole batch.
     pub async fn dispatch(
         &self,
         events: &[Arc<Event>],
@@ -325,8 +351,17 @@ impl Hub {
         as_of: &AsOf,
         epoch: u64,
         isolation: Isolation,
+        whole: bool,
     ) -> Result<DispatchStats, DbError> {
-        let candidates = self.match_events(events, epoch);
+        let routes = match &self.routing {
+            Some(routing) => {
+                routing.note(events, epoch);
+                let callers = self.callers_of(events);
+                routing.prepare(&callers, as_of, epoch, whole).await
+            }
+            None => View::default(),
+        };
+        let candidates = self.match_events(events, epoch, &routes);
         if candidates.is_empty() {
             return Ok(DispatchStats::default());
         }
@@ -343,6 +378,7 @@ impl Hub {
                 as_of,
                 isolation,
                 &self.authorizer_stats,
+                &routes,
             )
             .await?;
         self.stages.authorize.observe(started.elapsed());
@@ -381,7 +417,27 @@ impl Hub {
         Ok(stats)
     }
 
-    fn match_events(&self, events: &[Arc<Event>], epoch: u64) -> Vec<Candidate> {
+    /// The distinct (table, security context) of subscriptions to the
+    /// tables of `events`.
+    fn callers_of(&self, events: &[Arc<Event>]) -> Vec<(u32, Arc<Caller>)> {
+        let reg = self.registry.lock().expect("hub registry");
+        let mut tables: Vec<u32> = events.iter().map(|e| e.relid).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        let mut seen: HashSet<(u32, &Arc<str>)> = HashSet::new();
+        let mut out = Vec::new();
+        for relid in tables {
+            for entry in reg.by_table.get(&relid).into_iter().flat_map(HashMap::values) {
+                let caller = &entry.interest.caller;
+                if seen.insert((relid, caller.key())) {
+                    out.push((relid, caller.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn match_events(&self, events: &[Arc<Event>], epoch: u64, routes: &View) -> Vec<Candidate> {
         let reg = self.registry.lock().expect("hub registry");
         let mut out = Vec::new();
         for (i, event) in events.iter().enumerate() {
@@ -392,10 +448,11 @@ impl Hub {
                 let wants = entry.joined_epoch < epoch
                     && entry.interest.ops.contains(event.op)
                     && (event.op == Op::Truncate
-                        || [&event.new_row, &event.old_row]
+                        || ([&event.new_row, &event.old_row]
                             .into_iter()
                             .flatten()
-                            .any(|img| entry.interest.filter.matches(img)));
+                            .any(|img| entry.interest.filter.matches(img))
+                            && routes.admits(event, &entry.interest.caller)));
                 if wants {
                     out.push(Candidate {
                         event: i,

@@ -109,7 +109,7 @@ async fn dispatch(hub: &Hub, events: &[Arc<Event>]) -> DispatchStats {
         high: high.clone(),
     });
     let epoch = hub.begin_batch(&high);
-    hub.dispatch(events, &bounds, &AsOf::default(), epoch, Isolation::OnError)
+    hub.dispatch(events, &bounds, &AsOf::default(), epoch, Isolation::OnError, true)
         .await
         .unwrap()
 }
@@ -208,6 +208,7 @@ async fn a_subscription_receives_only_batches_begun_after_it_joined() {
         &AsOf::default(),
         epoch,
         Isolation::OnError,
+        true,
     )
     .await
     .unwrap();
@@ -284,6 +285,7 @@ async fn live_old_images_are_judged_before_the_batch_and_new_ones_after_it() {
     let as_of = AsOf {
         before: ExportedSnapshot::parse("00000003-0000001B-1"),
         after: ExportedSnapshot::parse("00000004-0000001C-1"),
+        versions: None,
     };
     let epoch = hub.begin_batch(&high);
     // Every image distinct, so that each is asked about once.
@@ -297,7 +299,7 @@ async fn live_old_images_are_judged_before_the_batch_and_new_ones_after_it() {
         ),
         event(3, Op::Delete, None, titled(3, "alice", "deleted")),
     ];
-    hub.dispatch(&events, &bounds, &as_of, epoch, Isolation::OnError)
+    hub.dispatch(&events, &bounds, &as_of, epoch, Isolation::OnError, true)
         .await
         .unwrap();
     assert_eq!(drain(&mut alice).len(), 3);

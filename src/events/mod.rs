@@ -13,6 +13,7 @@ pub mod moments;
 pub mod outbox;
 pub mod privileges;
 pub mod queue;
+pub mod routing;
 pub mod snapshot;
 
 use std::sync::Arc;

@@ -16,6 +16,7 @@
 //! whole batch is dispatched, so a snapshot is held for about one batch plus
 //! the listener's safety interval, and lets go of holds when it is down.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -65,6 +66,9 @@ pub struct Held {
     pub snapshot: Snapshot,
     /// The id to import it by.
     pub id: ExportedSnapshot,
+    /// The catalogs' fingerprint in it (`herald.routing_version()`): routes
+    /// are used for a batch only when both of its ends show the same.
+    pub version: Arc<str>,
     taken: Instant,
 }
 
@@ -148,7 +152,8 @@ impl Holders {
             self.timeout,
             connection.client.simple_query(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-                 SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_export_snapshot()",
+                 SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_export_snapshot(),
+                        herald.routing_version()",
             ),
         )
         .await
@@ -160,7 +165,7 @@ impl Holders {
                 _ => None,
             })
             .ok_or_else(|| HoldError::Data("no row".into()))?;
-        let (Some(snapshot), Some(id)) = (row.get(0), row.get(1)) else {
+        let (Some(snapshot), Some(id), Some(version)) = (row.get(0), row.get(1), row.get(2)) else {
             return Err(HoldError::Data("null snapshot".into()));
         };
         let snapshot = snapshot
@@ -172,6 +177,7 @@ impl Holders {
             connection,
             snapshot,
             id,
+            version: version.into(),
             taken: Instant::now(),
         })
     }

@@ -1,0 +1,296 @@
+//! Routing events by policy: which subscribers can see a row at all, known
+//! without asking the authorizer about every subscriber.
+//!
+//! For each (table, role) with subscribers, [`crate::db::routes`] derives a
+//! route from the table's policies: "everyone", or "rows whose column holds
+//! one of the caller's keys" (`user_id = current_user_id()` keys each user
+//! by their id; `tenant_id in (select my_tenant_ids())` by their tenants).
+//! Each caller's keys are computed once, as of the batch's two moments, and
+//! kept while they cannot have changed. An event then reaches only the
+//! subscribers whose keys hold its row's value; when the route is the whole
+//! policy ("exact"), that also decides visibility, and the authorizer is not
+//! asked; otherwise the authorizer still decides among the routed ones.
+//!
+//! Kept state is never trusted beyond what can be seen to change:
+//! - routes hold for the catalogs' fingerprint they were derived under; a
+//!   batch whose two held snapshots do not both show it is routed afresh, or
+//!   (a catalog change inside the batch, a snapshot lost) not at all;
+//! - keys computed in batch `c` hold in a later batch only when no table
+//!   they read has had an event since `c`, and the later batch is read
+//!   whole in one page (so none of its later pages can hold such an event).
+//!
+//! Everything here is a cache: losing it (a cancelled dispatch, a database
+//! error) only means asking the authorizer, as without routing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::Event;
+use crate::auth::Caller;
+use crate::db::as_of::{AsOf, Moment};
+use crate::db::authorizer::Check;
+use crate::db::routes::{MomentKeys, Route, RouteSource, Shape};
+
+/// Routes and keys kept between batches.
+pub(super) struct Routing {
+    source: Arc<dyn RouteSource>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The catalogs' fingerprint `routes` and `keys` hold for.
+    version: Option<Arc<str>>,
+    /// Per (table, role): its route, or `None` when it has none.
+    routes: HashMap<(u32, String), Option<Arc<Route>>>,
+    /// Per (table, caller): its keys and the batch they were computed in
+    /// (`None`: they could not be computed).
+    keys: HashMap<(u32, Arc<str>), (u64, Option<MomentKeys>)>,
+    /// Per table: the last batch that had an event of it.
+    changed: HashMap<u32, u64>,
+}
+
+/// What a page may use: per (table, caller), its route and keys.
+#[derive(Default)]
+pub(super) struct View {
+    usable: HashMap<(u32, Arc<str>), (Arc<Route>, Option<MomentKeys>)>,
+}
+
+impl Routing {
+    /// Routing with routes and keys from `source`.
+    pub(super) fn new(source: Arc<dyn RouteSource>) -> Routing {
+        Routing {
+            source,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Notes the tables of a page of batch `epoch`: their events may change
+    /// keys read from them. Every page is noted, whoever it reaches.
+    pub(super) fn note(&self, events: &[Arc<Event>], epoch: u64) {
+        let mut state = self.state.lock().expect("routing state");
+        for event in events {
+            state.changed.insert(event.relid, epoch);
+        }
+    }
+
+    /// The routes and keys a page of batch `epoch` may use for `callers`
+    /// (table, caller), deriving and computing what is missing or stale.
+    /// `whole`: the page is the whole batch.
+    pub(super) async fn prepare(
+        &self,
+        callers: &[(u32, Arc<Caller>)],
+        as_of: &AsOf,
+        epoch: u64,
+        whole: bool,
+    ) -> View {
+        let Some(version) = as_of.routing_version() else {
+            return View::default();
+        };
+        // Taken out, worked on, put back: no lock across the awaits, and a
+        // dispatch cancelled midway leaves an empty cache, not a wrong one.
+        let mut state = std::mem::take(&mut *self.state.lock().expect("routing state"));
+        if state.version.as_ref() != Some(version) {
+            state.routes.clear();
+            state.keys.clear();
+            state.version = Some(version.clone());
+        }
+        let view = self
+            .fill(&mut state, callers, as_of, epoch, whole)
+            .await
+            .unwrap_or_default();
+        let mut kept = self.state.lock().expect("routing state");
+        // Tables noted while this ran (none: only the listener dispatches).
+        for (table, at) in std::mem::take(&mut kept.changed) {
+            let seen = state.changed.entry(table).or_insert(at);
+            *seen = (*seen).max(at);
+        }
+        *kept = state;
+        view
+    }
+
+    async fn fill(
+        &self,
+        state: &mut State,
+        callers: &[(u32, Arc<Caller>)],
+        as_of: &AsOf,
+        epoch: u64,
+        whole: bool,
+    ) -> Option<View> {
+        let mut missing: Vec<(u32, String)> = callers
+            .iter()
+            .map(|(relid, c)| (*relid, c.role.clone()))
+            .filter(|pair| !state.routes.contains_key(pair))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let derived = match self.source.derive(&missing, as_of).await {
+                Ok(Some(derived)) => derived,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "deriving routes failed; authorizing unrouted");
+                    return None;
+                }
+            };
+            if Some(derived.version.as_str()) != state.version.as_deref() {
+                return None;
+            }
+            state.routes.extend(missing.into_iter().zip(derived.routes));
+        }
+        let mut stale: Vec<(u32, Arc<Caller>, Arc<Route>)> = Vec::new();
+        let mut asked: HashSet<(u32, Arc<str>)> = HashSet::new();
+        for (relid, caller) in callers {
+            let Some(Some(route)) = state.routes.get(&(*relid, caller.role.clone())) else {
+                continue;
+            };
+            let Shape::Keyed { arms, reads, .. } = &route.shape else {
+                continue;
+            };
+            if arms.is_empty() || !asked.insert((*relid, caller.key().clone())) {
+                continue;
+            }
+            let fresh = state
+                .keys
+                .get(&(*relid, caller.key().clone()))
+                .is_some_and(|(at, _)| {
+                    *at == epoch
+                        || (whole
+                            && reads
+                                .iter()
+                                .all(|t| state.changed.get(t).is_none_or(|c| c <= at)))
+                });
+            if !fresh {
+                stale.push((*relid, caller.clone(), route.clone()));
+            }
+        }
+        if !stale.is_empty() {
+            let found = self.compute(&stale, as_of).await?;
+            for ((relid, caller, _), keys) in stale.iter().zip(found) {
+                state
+                    .keys
+                    .insert((*relid, caller.key().clone()), (epoch, keys));
+            }
+        }
+        let mut view = View::default();
+        for (relid, caller) in callers {
+            let Some(Some(route)) = state.routes.get(&(*relid, caller.role.clone())) else {
+                continue;
+            };
+            if crate::db::authorizer::unrepresentable(caller).is_some() {
+                continue;
+            }
+            let keys = match &route.shape {
+                Shape::Everyone => None,
+                Shape::Keyed { arms, .. } if arms.is_empty() => Some(MomentKeys::default()),
+                Shape::Keyed { .. } => {
+                    match state.keys.get(&(*relid, caller.key().clone())) {
+                        Some((_, Some(keys))) => Some(keys.clone()),
+                        // Not computable for this caller: the authorizer decides.
+                        _ => continue,
+                    }
+                }
+            };
+            view.usable
+                .insert((*relid, caller.key().clone()), (route.clone(), keys));
+        }
+        Some(view)
+    }
+
+    /// Keys of `stale` callers, one database call per moment.
+    async fn compute(
+        &self,
+        stale: &[(u32, Arc<Caller>, Arc<Route>)],
+        as_of: &AsOf,
+    ) -> Option<Vec<Option<MomentKeys>>> {
+        let mut callers: Vec<&Caller> = Vec::new();
+        let mut index: HashMap<&Arc<str>, usize> = HashMap::new();
+        let mut questions = Vec::with_capacity(stale.len());
+        for (_, caller, route) in stale {
+            let Shape::Keyed { arms, .. } = &route.shape else {
+                continue;
+            };
+            if crate::db::authorizer::unrepresentable(caller).is_some() {
+                questions.push(None);
+                continue;
+            }
+            let at = *index.entry(caller.key()).or_insert_with(|| {
+                callers.push(caller);
+                callers.len() - 1
+            });
+            questions.push(Some((at, arms.clone())));
+        }
+        let asked: Vec<(usize, Arc<[_]>)> = questions.iter().flatten().cloned().collect();
+        let mut answers = match self.source.keys(&callers, &asked, as_of).await {
+            Ok(Some(answers)) => answers.into_iter(),
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "computing routing keys failed; authorizing unrouted");
+                return None;
+            }
+        };
+        Some(
+            questions
+                .iter()
+                .map(|q| q.as_ref().and_then(|_| answers.next().flatten()))
+                .collect(),
+        )
+    }
+}
+
+impl View {
+    /// Whether `caller`'s subscription may want `event` at all: `false` only
+    /// when its route shows that it can see neither version of the row.
+    pub(super) fn admits(&self, event: &Event, caller: &Caller) -> bool {
+        let Some((route, keys)) = self.usable.get(&(event.relid, caller.key().clone())) else {
+            return true;
+        };
+        let (Shape::Keyed { column, .. }, Some(keys)) = (&route.shape, keys) else {
+            return true;
+        };
+        let holds = |image: &Option<Arc<Value>>, keys: &[String]| {
+            image
+                .as_ref()
+                .is_some_and(|i| holds_key(i.get(column.as_str()), keys))
+        };
+        holds(&event.new_row, &keys.after) || holds(&event.old_row, &keys.before)
+    }
+
+    /// The verdict on `check` (under `caller`) when the route alone decides
+    /// it, with the columns the caller may select.
+    pub(super) fn judge(&self, check: &Check, caller: &Caller) -> Option<(bool, Arc<[String]>)> {
+        let (route, keys) = self.usable.get(&(check.relid, caller.key().clone()))?;
+        let keys = match (check.moment, keys) {
+            (Moment::Now, _) => return None,
+            (_, None) => None,
+            (Moment::Before, Some(keys)) => Some(&keys.before),
+            (Moment::After, Some(keys)) => Some(&keys.after),
+        };
+        let visible = match (&route.shape, keys) {
+            (Shape::Everyone, _) => true,
+            (
+                Shape::Keyed {
+                    column,
+                    exact: true,
+                    ..
+                },
+                Some(keys),
+            ) => holds_key(check.image.get(column.as_str()), keys),
+            _ => return None,
+        };
+        Some((visible && !route.columns.is_empty(), route.columns.clone()))
+    }
+}
+
+/// Whether an image's value is one of `keys` (sorted; Postgres's text form:
+/// integers, uuids and text render the same in JSON and in SQL).
+fn holds_key(value: Option<&Value>, keys: &[String]) -> bool {
+    let text = match value {
+        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+        Some(Value::Number(n)) => std::borrow::Cow::Owned(n.to_string()),
+        _ => return false,
+    };
+    keys.binary_search_by(|k| k.as_str().cmp(&text)).is_ok()
+}
