@@ -27,8 +27,11 @@ begin
     (select count(*) || ':' || coalesce(sum(hashtext(concat_ws(',', oid, rolname, rolsuper,
                                                            rolinherit, rolbypassrls))), 0)
        from pg_roles),
-    (select count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)
-       from pg_proc where oid >= 16384),
+    -- User functions, but not sessions' temporary ones (the authorizer's
+    -- own, migrations/V7, come and go with its connections).
+    (select count(*) || ':' || coalesce(sum(p.xmin::text::bigint), 0)
+       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where p.oid >= 16384 and n.nspname not like 'pg\_temp\_%'),
     -- (Laterals: index lookups per tracked table, where a join would scan
     -- pg_attribute whole: 30 µs instead of 450.)
     (select count(*) || ':' || coalesce(sum(c.x + t.xmin::text::bigint), 0)
@@ -76,14 +79,16 @@ $$;
 -- volatility and language, and for SQL functions the parsed tree of their
 -- body (null when it is not a single parameterless SELECT: such functions
 -- are not routed through). The body is parsed by creating, and at once
--- discarding, a temporary view of it, with the function's own search_path.
+-- discarding, a temporary view of it (`body_view`), with the function's own
+-- search_path.
 create function herald.function_facts(fns oid[])
 returns table (fn oid, name text, builtin boolean, volatility "char", language name,
-               body_tree text)
+               body_tree text, body_view oid)
 language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
 declare
   f record;
   tree text;
+  probe oid;
   path text;
 begin
   for f in
@@ -93,6 +98,7 @@ begin
      where p.oid = any(fns)
   loop
     tree := null;
+    probe := null;
     if not f.builtin and f.lanname = 'sql' and f.pronargs = 0 and f.prokind = 'f' then
       begin
         path := coalesce((select substr(c, length('search_path=') + 1)
@@ -100,7 +106,9 @@ begin
                          'pg_catalog, pg_temp');
         perform pg_catalog.set_config('search_path', path, true);
         execute 'create temporary view herald__body as ' || f.prosrc;
-        select r.ev_action::text into tree
+        -- (Before Postgres 16 the tree also holds the view itself twice,
+        -- as OLD and NEW: its oid lets the reader skip them.)
+        select r.ev_action::text, r.ev_class into tree, probe
           from pg_rewrite r
          where r.ev_class = 'pg_temp.herald__body'::regclass;
         raise exception using errcode = 'HR000';
@@ -109,7 +117,7 @@ begin
         when others then tree := null;
       end;
     end if;
-    return query select f.oid, f.name, f.builtin, f.provolatile, f.lanname, tree;
+    return query select f.oid, f.name, f.builtin, f.provolatile, f.lanname, tree, probe;
   end loop;
 end
 $$;

@@ -371,6 +371,9 @@ fn metrics(state: &AppState) -> String {
         l.foreign_heartbeats.load(Ordering::Relaxed),
     );
     state.hub.stages().render(&mut out);
+    if let Some(routing) = state.hub.routing_stats() {
+        routing.render(&mut out);
+    }
     out
 }
 

@@ -215,7 +215,7 @@ fn set_arm(node: &Node, sql: &str) -> Option<Keyed> {
     let attno = equality_column(test, column)?;
     let query = node.node("subselect")?;
     let mut reach = Reach::default();
-    vet_query(query, &mut reach)?;
+    vet_query(query, &mut reach, None)?;
     let columns = query
         .list("targetList")
         .iter()
@@ -270,8 +270,9 @@ fn caller_only(node: &Node, reach: &mut Reach) -> Option<()> {
 /// A query (a policy's subquery, a SQL function's body) whose rows depend
 /// only on the caller and on tables: no reference to an outer row, no
 /// parameters, no writes or locks, nothing of time; its functions and
-/// tables go into `reach`.
-pub fn vet_query(query: &Node, reach: &mut Reach) -> Option<()> {
+/// tables go into `reach`. Range-table entries of relation `skip` are
+/// ignored (the view a function body was parsed as).
+pub fn vet_query(query: &Node, reach: &mut Reach, skip: Option<u32>) -> Option<()> {
     for n in query.walk() {
         match n.name.as_str() {
             "QUERY" => {
@@ -284,6 +285,8 @@ pub fn vet_query(query: &Node, reach: &mut Reach) -> Option<()> {
             }
             "VAR" if n.number("varlevelsup") != Some(0) => return None,
             "PARAM" if n.number("paramkind") != Some(2) => return None,
+            "RANGETBLENTRY"
+                if skip.is_some() && n.number("relid") == skip.map(i64::from) => {}
             "RANGETBLENTRY" => match n.number("rtekind") {
                 Some(0) if n.token("relkind") == Some("r") => {
                     reach.tables.insert(u32::try_from(n.number("relid")?).ok()?);

@@ -267,7 +267,7 @@ async fn vet(tx: &Transaction<'_>, mut reach: Reach) -> Result<Option<Reach>, Db
         seen.extend(&pending);
         let facts = tx
             .query_typed(
-                "select fn, name, builtin, volatility::text, language::text, body_tree
+                "select fn, name, builtin, volatility::text, language::text, body_tree, body_view
                    from herald.function_facts($1)",
                 &[(&pending, Type::OID_ARRAY)],
             )
@@ -296,7 +296,8 @@ async fn vet(tx: &Transaction<'_>, mut reach: Reach) -> Result<Option<Reach>, Db
             let [Value::Node(query)] = queries.as_slice() else {
                 return Ok(None);
             };
-            if policy_shape::vet_query(query, &mut reach).is_none() {
+            let view: Option<u32> = f.get("body_view");
+            if policy_shape::vet_query(query, &mut reach, view).is_none() {
                 return Ok(None);
             }
         }

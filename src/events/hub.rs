@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::queue::{self, Queue, QueueSender};
-use super::routing::{Routing, View};
+use super::routing::{Routing, RoutingStats, View};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
 use crate::auth::Caller;
@@ -157,6 +157,12 @@ impl Hub {
     /// Time spent per stage of the pipeline, for `/metrics`.
     pub fn stages(&self) -> &Arc<Stages> {
         &self.stages
+    }
+
+    /// What routing by policy did, for `/metrics` (`None`: the hub does
+    /// not route).
+    pub fn routing_stats(&self) -> Option<&RoutingStats> {
+        self.routing.as_ref().map(Routing::stats)
     }
 
     /// Notified when the listener should read at once.
@@ -361,7 +367,26 @@ impl Hub {
             }
             None => View::default(),
         };
-        let candidates = self.match_events(events, epoch, &routes);
+        let dispatched = self
+            .deliver(events, bounds, as_of, epoch, isolation, &routes)
+            .await;
+        if let Some(routing) = &self.routing {
+            routing.record(&routes);
+        }
+        dispatched
+    }
+
+    /// Matches, authorizes and enqueues a page, with `routes`.
+    async fn deliver(
+        &self,
+        events: &[Arc<Event>],
+        bounds: &Arc<Bounds>,
+        as_of: &AsOf,
+        epoch: u64,
+        isolation: Isolation,
+        routes: &View,
+    ) -> Result<DispatchStats, DbError> {
+        let candidates = self.match_events(events, epoch, routes);
         if candidates.is_empty() {
             return Ok(DispatchStats::default());
         }
@@ -378,7 +403,7 @@ impl Hub {
                 as_of,
                 isolation,
                 &self.authorizer_stats,
-                &routes,
+                routes,
             )
             .await?;
         self.stages.authorize.observe(started.elapsed());

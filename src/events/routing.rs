@@ -23,6 +23,8 @@
 //! error) only means asking the authorizer, as without routing.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -37,6 +39,44 @@ use crate::db::routes::{MomentKeys, Route, RouteSource, Shape};
 pub(super) struct Routing {
     source: Arc<dyn RouteSource>,
     state: Mutex<State>,
+    stats: RoutingStats,
+}
+
+/// What routing did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RoutingStats {
+    /// (event, subscription) pairs routed away: the subscriber can see
+    /// neither version of the row.
+    skipped: AtomicU64,
+    /// Checks decided by a route, without the authorizer.
+    decided: AtomicU64,
+    /// Callers' keys computed.
+    keys_computed: AtomicU64,
+    /// Routes derived (routable or not) for a (table, role).
+    derived: AtomicU64,
+    /// Pages that could not be routed (a snapshot lost, the catalogs changed
+    /// within the batch, a database error): the authorizer decided alone.
+    unrouted_pages: AtomicU64,
+}
+
+impl RoutingStats {
+    /// Appends the counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let counters = [
+            ("pgherald_routing_skipped_total", &self.skipped),
+            ("pgherald_routing_decided_total", &self.decided),
+            ("pgherald_routing_keys_computed_total", &self.keys_computed),
+            ("pgherald_routing_routes_derived_total", &self.derived),
+            ("pgherald_routing_unrouted_pages_total", &self.unrouted_pages),
+        ];
+        for (name, value) in counters {
+            let _ = writeln!(
+                out,
+                "# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -56,6 +96,8 @@ struct State {
 #[derive(Default)]
 pub(super) struct View {
     usable: HashMap<(u32, Arc<str>), (Arc<Route>, Option<MomentKeys>)>,
+    skipped: AtomicU64,
+    decided: AtomicU64,
 }
 
 impl Routing {
@@ -64,7 +106,22 @@ impl Routing {
         Routing {
             source,
             state: Mutex::default(),
+            stats: RoutingStats::default(),
         }
+    }
+
+    /// What routing did.
+    pub(super) fn stats(&self) -> &RoutingStats {
+        &self.stats
+    }
+
+    /// Counts what a page's `view` did.
+    pub(super) fn record(&self, view: &View) {
+        let add = |to: &AtomicU64, from: &AtomicU64| {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        add(&self.stats.skipped, &view.skipped);
+        add(&self.stats.decided, &view.decided);
     }
 
     /// Notes the tables of a page of batch `epoch`: their events may change
@@ -87,6 +144,7 @@ impl Routing {
         whole: bool,
     ) -> View {
         let Some(version) = as_of.routing_version() else {
+            self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
             return View::default();
         };
         // Taken out, worked on, put back: no lock across the awaits, and a
@@ -97,10 +155,13 @@ impl Routing {
             state.keys.clear();
             state.version = Some(version.clone());
         }
-        let view = self
-            .fill(&mut state, callers, as_of, epoch, whole)
-            .await
-            .unwrap_or_default();
+        let view = match self.fill(&mut state, callers, as_of, epoch, whole).await {
+            Some(view) => view,
+            None => {
+                self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
+                View::default()
+            }
+        };
         let mut kept = self.state.lock().expect("routing state");
         // Tables noted while this ran (none: only the listener dispatches).
         for (table, at) in std::mem::take(&mut kept.changed) {
@@ -136,8 +197,13 @@ impl Routing {
                 }
             };
             if Some(derived.version.as_str()) != state.version.as_deref() {
+                tracing::debug!(derived = %derived.version, held = ?state.version,
+                    "routes derived under another catalog version; not routing this page");
                 return None;
             }
+            self.stats
+                .derived
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
             state.routes.extend(missing.into_iter().zip(derived.routes));
         }
         let mut stale: Vec<(u32, Arc<Caller>, Arc<Route>)> = Vec::new();
@@ -168,6 +234,9 @@ impl Routing {
         }
         if !stale.is_empty() {
             let found = self.compute(&stale, as_of).await?;
+            self.stats
+                .keys_computed
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
             for ((relid, caller, _), keys) in stale.iter().zip(found) {
                 state
                     .keys
@@ -255,7 +324,11 @@ impl View {
                 .as_ref()
                 .is_some_and(|i| holds_key(i.get(column.as_str()), keys))
         };
-        holds(&event.new_row, &keys.after) || holds(&event.old_row, &keys.before)
+        let admitted = holds(&event.new_row, &keys.after) || holds(&event.old_row, &keys.before);
+        if !admitted {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
     }
 
     /// The verdict on `check` (under `caller`) when the route alone decides
@@ -280,6 +353,7 @@ impl View {
             ) => holds_key(check.image.get(column.as_str()), keys),
             _ => return None,
         };
+        self.decided.fetch_add(1, Ordering::Relaxed);
         Some((visible && !route.columns.is_empty(), route.columns.clone()))
     }
 }

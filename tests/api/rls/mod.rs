@@ -29,6 +29,7 @@ mod documents;
 mod membership;
 mod moments;
 mod notifications;
+mod routing;
 mod workload;
 
 /// Connects as `user` and subscribes `"c"` to every change of `table`.
