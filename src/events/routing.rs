@@ -87,15 +87,18 @@ struct State {
     routes: HashMap<(u32, String), Option<Arc<Route>>>,
     /// Per (table, caller): its keys and the batch they were computed in
     /// (`None`: they could not be computed).
-    keys: HashMap<(u32, Arc<str>), (u64, Option<MomentKeys>)>,
+    keys: HashMap<TableCaller, (u64, Option<MomentKeys>)>,
     /// Per table: the last batch that had an event of it.
     changed: HashMap<u32, u64>,
 }
 
+/// A (table, caller).
+type TableCaller = (u32, Arc<str>);
+
 /// What a page may use: per (table, caller), its route and keys.
 #[derive(Default)]
 pub(super) struct View {
-    usable: HashMap<(u32, Arc<str>), (Arc<Route>, Option<MomentKeys>)>,
+    usable: HashMap<TableCaller, (Arc<Route>, Option<MomentKeys>)>,
     skipped: AtomicU64,
     decided: AtomicU64,
 }
@@ -207,7 +210,7 @@ impl Routing {
             state.routes.extend(missing.into_iter().zip(derived.routes));
         }
         let mut stale: Vec<(u32, Arc<Caller>, Arc<Route>)> = Vec::new();
-        let mut asked: HashSet<(u32, Arc<str>)> = HashSet::new();
+        let mut asked: HashSet<TableCaller> = HashSet::new();
         for (relid, caller) in callers {
             let Some(Some(route)) = state.routes.get(&(*relid, caller.role.clone())) else {
                 continue;
