@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(args.len(), 2);
         let eq = args[0].as_node().unwrap();
         assert_eq!(eq.number("opno"), Some(2972));
-        assert_eq!(eq.list("args")[0].as_node().unwrap().number("varattno"), Some(1));
+        assert_eq!(
+            eq.list("args")[0].as_node().unwrap().number("varattno"),
+            Some(1)
+        );
         let sublink = args[1].as_node().unwrap();
         assert_eq!(sublink.list("operName"), [Value::Token("=".into())]);
         let query = sublink.node("subselect").unwrap();
@@ -275,7 +278,14 @@ mod tests {
 
     #[test]
     fn text_that_is_not_a_whole_tree_is_refused() {
-        for bad in ["", "{OPEXPR :opno 1", "{OPEXPR :opno 1}}", "(a b", "{ }", "}"] {
+        for bad in [
+            "",
+            "{OPEXPR :opno 1",
+            "{OPEXPR :opno 1}}",
+            "(a b",
+            "{ }",
+            "}",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -285,8 +285,7 @@ pub fn vet_query(query: &Node, reach: &mut Reach, skip: Option<u32>) -> Option<(
             }
             "VAR" if n.number("varlevelsup") != Some(0) => return None,
             "PARAM" if n.number("paramkind") != Some(2) => return None,
-            "RANGETBLENTRY"
-                if skip.is_some() && n.number("relid") == skip.map(i64::from) => {}
+            "RANGETBLENTRY" if skip.is_some() && n.number("relid") == skip.map(i64::from) => {}
             "RANGETBLENTRY" => match n.number("rtekind") {
                 Some(0) if n.token("relkind") == Some("r") => {
                     reach.tables.insert(u32::try_from(n.number("relid")?).ok()?);

@@ -54,10 +54,7 @@ fn one(policy: (&str, &str)) -> Option<Keyed> {
 fn a_recipient_policy_routes_on_its_column_by_one_caller_value() {
     let keyed = one(NOTIFICATIONS_RECIPIENT).unwrap();
     assert_eq!(keyed.attno, 3);
-    assert_eq!(
-        keyed.arms,
-        [Arm::Scalar("public.current_user_id()".into())]
-    );
+    assert_eq!(keyed.arms, [Arm::Scalar("public.current_user_id()".into())]);
     assert!(keyed.exact);
     assert!(keyed.reach.tables.is_empty());
     assert_eq!(keyed.reach.functions.len(), 1, "current_user_id, to vet");
@@ -81,7 +78,10 @@ fn the_arms_of_an_or_on_one_column_are_all_kept_with_what_they_read() {
     let keyed = one(USERS_SELF_OR_COLLEAGUE).unwrap();
     assert_eq!(keyed.attno, 1);
     assert_eq!(keyed.arms.len(), 2);
-    assert_eq!(keyed.arms[0], Arm::Scalar("public.current_user_id()".into()));
+    assert_eq!(
+        keyed.arms[0],
+        Arm::Scalar("public.current_user_id()".into())
+    );
     let Arm::Set(query) = &keyed.arms[1] else {
         panic!("{:?}", keyed.arms[1])
     };
@@ -154,7 +154,10 @@ fn text_splits_only_outside_parentheses_and_quotes() {
         split_top("(a OR b) OR 'x OR y' OR \"c OR d\"", " OR ").unwrap(),
         ["(a OR b)", "'x OR y'", "\"c OR d\""]
     );
-    assert_eq!(split_top("E'it\\'s OR' OR b", " OR ").unwrap(), ["E'it\\'s OR'", "b"]);
+    assert_eq!(
+        split_top("E'it\\'s OR' OR b", " OR ").unwrap(),
+        ["E'it\\'s OR'", "b"]
+    );
     assert_eq!(split_top("(a", " OR "), None);
     assert_eq!(unwrap_parens("((a) OR (b))"), "(a) OR (b)");
     assert_eq!(unwrap_parens("(a) OR (b)"), "(a) OR (b)");

@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
-use serde_json::json;
+use serde_json::{Value as Json, json};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
 use super::DbError;
 use super::as_of::{self, AsOf};
-use super::node_tree::{self, Value};
+use super::node_tree;
 use super::policy_shape::{self, Arm, Policy, Reach};
 use crate::auth::Caller;
 
@@ -73,6 +73,49 @@ pub struct Route {
     pub shape: Shape,
     /// The columns the role may select.
     pub columns: Arc<[String]>,
+}
+
+impl Route {
+    /// Whether a caller with `keys` (its keys at the image's moment; `None`
+    /// for [`Shape::Everyone`]) may see `image`, when the route alone
+    /// decides that; `None` when the authorizer must.
+    pub fn verdict(&self, image: &Json, keys: Option<&[String]>) -> Option<bool> {
+        let visible = match (&self.shape, keys) {
+            (Shape::Everyone, _) => true,
+            (
+                Shape::Keyed {
+                    column,
+                    exact: true,
+                    ..
+                },
+                Some(keys),
+            ) => holds_key(image.get(column.as_str()), keys),
+            _ => return None,
+        };
+        Some(visible && !self.columns.is_empty())
+    }
+
+    /// Whether a caller with `keys` (at the image's moment) might see
+    /// `image`: `false` only when its policies cannot let it.
+    pub fn admits(&self, image: &Json, keys: Option<&[String]>) -> bool {
+        match (&self.shape, keys) {
+            (Shape::Keyed { column, .. }, Some(keys)) => {
+                holds_key(image.get(column.as_str()), keys)
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Whether an image's value is one of `keys` (sorted; Postgres's text form:
+/// integers, uuids and text render the same in JSON and in SQL).
+fn holds_key(value: Option<&Json>, keys: &[String]) -> bool {
+    let text = match value {
+        Some(Json::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+        Some(Json::Number(n)) => std::borrow::Cow::Owned(n.to_string()),
+        _ => return false,
+    };
+    keys.binary_search_by(|k| k.as_str().cmp(&text)).is_ok()
 }
 
 /// Routes derived in one snapshot.
@@ -290,10 +333,10 @@ async fn vet(tx: &Transaction<'_>, mut reach: Reach) -> Result<Option<Reach>, Db
             let Some(body) = body.filter(|_| sql) else {
                 return Ok(None);
             };
-            let Ok(Value::List(queries)) = node_tree::parse(body) else {
+            let Ok(node_tree::Value::List(queries)) = node_tree::parse(body) else {
                 return Ok(None);
             };
-            let [Value::Node(query)] = queries.as_slice() else {
+            let [node_tree::Value::Node(query)] = queries.as_slice() else {
                 return Ok(None);
             };
             let view: Option<u32> = f.get("body_view");
@@ -344,20 +387,22 @@ async fn keys_at(
     // Keyed by address (as an integer, so the future stays `Send`): callers
     // of one route share its arms.
     let mut arm_ids: HashMap<usize, i32> = HashMap::new();
-    let mut arms: Vec<serde_json::Value> = Vec::new();
+    let mut arms: Vec<Json> = Vec::new();
     let mut route: Vec<i32> = Vec::with_capacity(questions.len());
     for (_, a) in questions {
-        let id = *arm_ids.entry(Arc::as_ptr(a) as *const () as usize).or_insert_with(|| {
-            arms.push(json!(
-                a.iter()
-                    .map(|arm| match arm {
-                        Arm::Scalar(sql) => json!({ "scalar": sql }),
-                        Arm::Set(sql) => json!({ "set": sql }),
-                    })
-                    .collect::<Vec<_>>()
-            ));
-            arms.len() as i32
-        });
+        let id = *arm_ids
+            .entry(Arc::as_ptr(a) as *const () as usize)
+            .or_insert_with(|| {
+                arms.push(json!(
+                    a.iter()
+                        .map(|arm| match arm {
+                            Arm::Scalar(sql) => json!({ "scalar": sql }),
+                            Arm::Set(sql) => json!({ "set": sql }),
+                        })
+                        .collect::<Vec<_>>()
+                ));
+                arms.len() as i32
+            });
         route.push(id);
     }
     let roles: Vec<&str> = callers.iter().map(|c| c.role.as_str()).collect();

@@ -452,7 +452,12 @@ impl Hub {
         let mut seen: HashSet<(u32, &Arc<str>)> = HashSet::new();
         let mut out = Vec::new();
         for relid in tables {
-            for entry in reg.by_table.get(&relid).into_iter().flat_map(HashMap::values) {
+            for entry in reg
+                .by_table
+                .get(&relid)
+                .into_iter()
+                .flat_map(HashMap::values)
+            {
                 let caller = &entry.interest.caller;
                 if seen.insert((relid, caller.key())) {
                     out.push((relid, caller.clone()));

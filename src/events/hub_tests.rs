@@ -109,9 +109,16 @@ async fn dispatch(hub: &Hub, events: &[Arc<Event>]) -> DispatchStats {
         high: high.clone(),
     });
     let epoch = hub.begin_batch(&high);
-    hub.dispatch(events, &bounds, &AsOf::default(), epoch, Isolation::OnError, true)
-        .await
-        .unwrap()
+    hub.dispatch(
+        events,
+        &bounds,
+        &AsOf::default(),
+        epoch,
+        Isolation::OnError,
+        true,
+    )
+    .await
+    .unwrap()
 }
 
 fn drain(registration: &mut Registration) -> Vec<(Op, Option<Value>, Option<Value>)> {

@@ -67,7 +67,10 @@ impl RoutingStats {
             ("pgherald_routing_decided_total", &self.decided),
             ("pgherald_routing_keys_computed_total", &self.keys_computed),
             ("pgherald_routing_routes_derived_total", &self.derived),
-            ("pgherald_routing_unrouted_pages_total", &self.unrouted_pages),
+            (
+                "pgherald_routing_unrouted_pages_total",
+                &self.unrouted_pages,
+            ),
         ];
         for (name, value) in counters {
             let _ = writeln!(
@@ -319,15 +322,13 @@ impl View {
         let Some((route, keys)) = self.usable.get(&(event.relid, caller.key().clone())) else {
             return true;
         };
-        let (Shape::Keyed { column, .. }, Some(keys)) = (&route.shape, keys) else {
-            return true;
-        };
-        let holds = |image: &Option<Arc<Value>>, keys: &[String]| {
+        let admits = |image: &Option<Arc<Value>>, keys: Option<&Arc<[String]>>| {
             image
                 .as_ref()
-                .is_some_and(|i| holds_key(i.get(column.as_str()), keys))
+                .is_some_and(|i| route.admits(i, keys.map(|k| k.as_ref())))
         };
-        let admitted = holds(&event.new_row, &keys.after) || holds(&event.old_row, &keys.before);
+        let admitted = admits(&event.new_row, keys.as_ref().map(|k| &k.after))
+            || admits(&event.old_row, keys.as_ref().map(|k| &k.before));
         if !admitted {
             self.skipped.fetch_add(1, Ordering::Relaxed);
         }
@@ -341,33 +342,11 @@ impl View {
         let keys = match (check.moment, keys) {
             (Moment::Now, _) => return None,
             (_, None) => None,
-            (Moment::Before, Some(keys)) => Some(&keys.before),
-            (Moment::After, Some(keys)) => Some(&keys.after),
+            (Moment::Before, Some(keys)) => Some(keys.before.as_ref()),
+            (Moment::After, Some(keys)) => Some(keys.after.as_ref()),
         };
-        let visible = match (&route.shape, keys) {
-            (Shape::Everyone, _) => true,
-            (
-                Shape::Keyed {
-                    column,
-                    exact: true,
-                    ..
-                },
-                Some(keys),
-            ) => holds_key(check.image.get(column.as_str()), keys),
-            _ => return None,
-        };
+        let visible = route.verdict(&check.image, keys)?;
         self.decided.fetch_add(1, Ordering::Relaxed);
-        Some((visible && !route.columns.is_empty(), route.columns.clone()))
+        Some((visible, route.columns.clone()))
     }
-}
-
-/// Whether an image's value is one of `keys` (sorted; Postgres's text form:
-/// integers, uuids and text render the same in JSON and in SQL).
-fn holds_key(value: Option<&Value>, keys: &[String]) -> bool {
-    let text = match value {
-        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-        Some(Value::Number(n)) => std::borrow::Cow::Owned(n.to_string()),
-        _ => return false,
-    };
-    keys.binary_search_by(|k| k.as_str().cmp(&text)).is_ok()
 }

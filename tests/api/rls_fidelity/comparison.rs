@@ -8,12 +8,16 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use pgherald::auth::Caller;
+use pgherald::db::as_of::{AsOf, ExportedSnapshot};
 use pgherald::db::authorizer::{self, Check, Moment};
+use pgherald::db::policy_shape::Arm;
+use pgherald::db::routes::{self, Shape};
 use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 
 use super::{Context, Harness, Stats, Table, bump};
+use crate::helpers::connect;
 
 /// Deterministic Fisher–Yates (splitmix64), so checks reach the authorizer
 /// in an order unrelated to contexts and images.
@@ -114,6 +118,107 @@ async fn live_visibility(
         tx.rollback().await.map_err(fail)?;
         out.push(seen);
     }
+    Ok(out)
+}
+
+/// What the routing path makes of one (context, image) cell.
+#[derive(Clone, Copy, Debug)]
+enum Routed {
+    /// Its route decides: visible or not.
+    Decided(bool),
+    /// Its route says the context cannot see it (the authorizer is not asked).
+    Away,
+    /// The authorizer is asked.
+    Asked,
+}
+
+/// The routing path, as the hub takes it: routes derived for each context's
+/// role and keys computed for each context, both in one exported snapshot
+/// of the data the live checks read; then each cell routed.
+async fn routed_visibility(
+    h: &Harness,
+    relid: u32,
+    contexts: &[Context],
+    images: &[Arc<Value>],
+) -> Result<Vec<Vec<Routed>>, TestCaseError> {
+    let holder = connect(&h.app.app_url).await;
+    holder
+        .batch_execute("begin isolation level repeatable read read only")
+        .await
+        .unwrap();
+    let id: String = holder
+        .query_one("select pg_export_snapshot()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let at = ExportedSnapshot::parse(&id);
+    let as_of = AsOf {
+        before: at.clone(),
+        after: at,
+        versions: None,
+    };
+    let mut roles: Vec<(u32, String)> = contexts
+        .iter()
+        .map(|c| (relid, c.caller.role.clone()))
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    let fail = |e: pgherald::db::DbError| TestCaseError::fail(format!("routing: {e}"));
+    let mut authz = h.authz.lock().await;
+    let derived = routes::derive(&mut authz, &roles, &as_of)
+        .await
+        .map_err(fail)?
+        .expect("the snapshot is held");
+    let route_of = |c: &Context| {
+        let at = roles.iter().position(|(_, r)| *r == c.caller.role).unwrap();
+        derived.routes[at].clone()
+    };
+    let callers: Vec<&Caller> = contexts.iter().map(|c| &c.caller).collect();
+    let questions: Vec<(usize, Arc<[Arm]>)> = contexts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match route_of(c)?.shape {
+            Shape::Keyed { ref arms, .. } if !arms.is_empty() => Some((i, arms.clone())),
+            _ => None,
+        })
+        .collect();
+    let keys = routes::keys(&mut authz, &callers, &questions, &as_of)
+        .await
+        .map_err(fail)?
+        .expect("the snapshot is held");
+    drop(authz);
+    let mut out = Vec::with_capacity(contexts.len());
+    for (i, c) in contexts.iter().enumerate() {
+        let Some(route) = route_of(c) else {
+            out.push(vec![Routed::Asked; images.len()]);
+            continue;
+        };
+        let keys: Option<Option<Arc<[String]>>> = match &route.shape {
+            Shape::Everyone => Some(None),
+            Shape::Keyed { arms, .. } if arms.is_empty() => Some(Some(Arc::from(vec![]))),
+            Shape::Keyed { .. } => questions
+                .iter()
+                .position(|(q, _)| *q == i)
+                .and_then(|q| keys[q].as_ref())
+                .map(|k| Some(k.after.clone())),
+        };
+        let Some(keys) = keys else {
+            // Keys not computable for this context: the authorizer decides.
+            out.push(vec![Routed::Asked; images.len()]);
+            continue;
+        };
+        out.push(
+            images
+                .iter()
+                .map(|image| match route.verdict(image, keys.as_deref()) {
+                    Some(visible) => Routed::Decided(visible),
+                    None if !route.admits(image, keys.as_deref()) => Routed::Away,
+                    None => Routed::Asked,
+                })
+                .collect(),
+        );
+    }
+    holder.batch_execute("commit").await.unwrap();
     Ok(out)
 }
 
@@ -231,6 +336,7 @@ pub(super) async fn compare_table(
     };
 
     let live = live_visibility(h, table, contexts, &images).await?;
+    let routed = routed_visibility(h, relid, contexts, &images).await?;
 
     let mut problems = Vec::new();
     for (k, &(c, i)) in cells.iter().enumerate() {
@@ -248,6 +354,19 @@ pub(super) async fn compare_table(
                 "{}: context {} ({}) image {}: authorizer says {decided}, live RLS says {actual}",
                 table.name, contexts[c].label, contexts[c].caller.claims, images[i]
             ));
+        }
+        match routed[c][i] {
+            Routed::Decided(visible) if visible != actual => problems.push(format!(
+                "{}: context {} ({}) image {}: its route says {visible}, live RLS says {actual}",
+                table.name, contexts[c].label, contexts[c].caller.claims, images[i]
+            )),
+            Routed::Decided(_) => bump(stats, |s| s.routed += 1),
+            Routed::Away if actual => problems.push(format!(
+                "{}: context {} ({}) image {}: routed away, but live RLS shows it",
+                table.name, contexts[c].label, contexts[c].caller.claims, images[i]
+            )),
+            Routed::Away => bump(stats, |s| s.routed_away += 1),
+            Routed::Asked => {}
         }
         if contexts[c].sees_nothing && (decided || actual) {
             problems.push(format!(

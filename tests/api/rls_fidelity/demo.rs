@@ -200,4 +200,8 @@ fn authorizer_agrees_with_live_rls_on_the_demo_schema() {
         stats.narrowed > 0,
         "the column grant never narrowed an image: {stats:?}"
     );
+    assert!(
+        stats.routed > 0,
+        "no cell was decided by a policy route: {stats:?}"
+    );
 }

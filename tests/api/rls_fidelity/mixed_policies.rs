@@ -1,6 +1,8 @@
 //! Property 2: a custom table with mixed policies: two permissive SELECT
 //! policies, a restrictive one, an UPDATE-only policy and policies for
-//! another role, none of the last two counting for `app_user`'s SELECT.
+//! another role, none of the last two counting for `app_user`'s SELECT; and
+//! the same rows in a table whose permissive policies a route can narrow by
+//! owner but, with the restrictive one, not decide.
 
 use std::cell::Cell;
 
@@ -15,6 +17,10 @@ use super::{Context, Harness, Stats, Table, check_property, context};
 
 const ITEMS: Table = Table {
     name: "public.items",
+    pk: &[("id", "int4")],
+};
+const OWNED_ITEMS: Table = Table {
+    name: "public.owned_items",
     pk: &[("id", "int4")],
 };
 
@@ -42,7 +48,19 @@ const ITEMS_SETUP: &str = "
     create policy items_other_role_sees_nothing on public.items as restrictive for all
       to some_other_role using (false);
     grant select on public.items to app_user;
-    select herald.track('public.items');";
+    select herald.track('public.items');
+    -- The same rows under policies a route can narrow but not decide: two
+    -- permissive ones on the owner, and the restrictive one.
+    create table public.owned_items (id int primary key, owner text, tenant text);
+    alter table public.owned_items enable row level security;
+    create policy owned_items_owner on public.owned_items for select
+      using (owner = current_setting('request.jwt.claims', true)::jsonb ->> 'sub');
+    create policy owned_items_bob_shares on public.owned_items for select
+      using ('bob' = owner);
+    create policy owned_items_not_blocked on public.owned_items as restrictive for select
+      using (tenant <> 'blocked');
+    grant select on public.owned_items to app_user;
+    select herald.track('public.owned_items');";
 
 /// Owners of items, and the `sub`s callers of the second property pick from.
 const OWNERS: [&str; 5] = ["alice", "bob", "carol", "7", ""];
@@ -88,7 +106,8 @@ fn items_strategy() -> impl Strategy<Value = Items> {
 
 async fn items_case(h: &Harness, s: &Items, stats: &Cell<Stats>) -> Result<(), TestCaseError> {
     let app = &h.app;
-    app.sql("truncate public.items restart identity").await;
+    app.sql("truncate public.items, public.owned_items restart identity")
+        .await;
     let mut note = String::from("items:");
     for (owner, level, tenant) in &s.rows {
         let owner = owner.map(|o| OWNERS[o]);
@@ -97,6 +116,14 @@ async fn items_case(h: &Harness, s: &Items, stats: &Cell<Stats>) -> Result<(), T
             .execute(
                 "insert into public.items (owner, level, tenant) values ($1, $2, $3)",
                 &[&owner, level, &tenant],
+            )
+            .await
+            .unwrap();
+        app.admin
+            .execute(
+                "insert into public.owned_items (id, owner, tenant)
+                 select coalesce(max(id), 0) + 1, $1, $2 from public.owned_items",
+                &[&owner, &tenant],
             )
             .await
             .unwrap();
@@ -117,7 +144,8 @@ async fn items_case(h: &Harness, s: &Items, stats: &Cell<Stats>) -> Result<(), T
             Sub::Missing => context("no sub", None, false),
         })
         .collect();
-    compare_table(h, &ITEMS, &contexts, s.shuffle, &[], stats, &note).await
+    compare_table(h, &ITEMS, &contexts, s.shuffle, &[], stats, &note).await?;
+    compare_table(h, &OWNED_ITEMS, &contexts, s.shuffle, &[], stats, &note).await
 }
 
 #[test]
@@ -126,5 +154,9 @@ fn authorizer_agrees_with_live_rls_on_mixed_policies() {
     assert!(
         stats.visible > 0 && stats.hidden > 0,
         "vacuous run: {stats:?}"
+    );
+    assert!(
+        stats.routed_away > 0,
+        "no cell was narrowed away by a policy route: {stats:?}"
     );
 }

@@ -94,6 +94,10 @@ struct Stats {
     hidden: usize,
     /// Restricted images that lost at least one column.
     narrowed: usize,
+    /// Cells a policy route decided alone (and agreed with live RLS).
+    routed: usize,
+    /// Cells a route narrowed away (and live RLS hid).
+    routed_away: usize,
 }
 
 fn bump(stats: &Cell<Stats>, f: impl FnOnce(&mut Stats)) {
