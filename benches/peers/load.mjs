@@ -10,8 +10,13 @@
 //                         its results go beside PostGraphile's
 //     --pgherald-bin P    pgherald binary, for `migrate --demo` (default
 //                         target/release/pgherald from the repository root)
-//     --out FILE          JSON output (default benches/results/<date>-peers.json)
+//     --out FILE          JSON output (default benches/results/<date>-peers.json,
+//                         or <date>-peers-node-client.json with --server pgherald)
 //     --skip-postgraphile only print/write the given pgherald results
+//     --server pgherald   cross-check: run this driver (the Node client)
+//                         against pgherald instead of PostGraphile, with
+//                         load.rs's subscriptions; printed and written as
+//                         "pgherald (Node client)"
 //
 // Environment: HERALD_ADMIN_DATABASE_URL (owner; creates the database) and
 // DATABASE_URL (login role the server connects as), as scripts/dbenv.sh
@@ -53,6 +58,7 @@ function parseArgs(argv) {
     pgheraldBin: join(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "release/pgherald"),
     out: null,
     skipPostgraphile: false,
+    server: "postgraphile",
     workloads: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -78,12 +84,16 @@ function parseArgs(argv) {
       case "--out":
         a.out = val();
         break;
+      case "--server":
+        a.server = val();
+        if (!["postgraphile", "pgherald"].includes(a.server)) throw new Error("--server: postgraphile or pgherald");
+        break;
       case "--skip-postgraphile":
         a.skipPostgraphile = true;
         break;
       case "-h":
       case "--help":
-        console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(0, 16).join("\n"));
+        console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").slice(0, 20).join("\n"));
         process.exit(0);
         break;
       default: {
@@ -189,7 +199,7 @@ const TRIGGERS = {
       for each row execute function postgraphile_bench.notify_document();`,
 };
 
-async function prepareDatabase(adminBase, appBase, w, pgheraldBin) {
+async function prepareDatabase(adminBase, appBase, w, pgheraldBin, target) {
   await withClient(withDb(adminBase, "postgres"), async (c) => {
     await c.query(`drop database if exists ${DB} with (force)`);
     await c.query(`create database ${DB}`);
@@ -205,9 +215,11 @@ async function prepareDatabase(adminBase, appBase, w, pgheraldBin) {
     stdio: "pipe", // its output only if it fails (execFileSync throws with it)
   });
   const seeded = await withClient(adminUrl, async (c) => {
-    await c.query("select herald.untrack(relid) from herald.tracked");
-    await c.query("create schema postgraphile_bench");
-    await c.query(TRIGGERS[w.mode]);
+    if (target === "postgraphile") {
+      await c.query("select herald.untrack(relid) from herald.tracked");
+      await c.query("create schema postgraphile_bench");
+      await c.query(TRIGGERS[w.mode]);
+    }
     const tenant = (await c.query("insert into tenants (name) values ('bench') returning id::text")).rows[0].id;
     const users = (
       await c.query(
@@ -223,19 +235,29 @@ async function prepareDatabase(adminBase, appBase, w, pgheraldBin) {
 
 // ---------------------------------------------------------------- server
 
-async function startServer(appUrl) {
+async function startServer(appUrl, target, args, w) {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(HERE, "server.mjs")], {
-    env: {
-      ...process.env,
-      DATABASE_URL: appUrl,
-      PORT: String(port),
-      JWT_SECRET: SECRET,
-      NODE_ENV: "production",
-      GRAPHILE_ENV: "production",
-    },
-    stdio: ["ignore", "inherit", "pipe"],
-  });
+  const [cmd, argv, env] =
+    target === "postgraphile"
+      ? [
+          process.execPath,
+          [join(HERE, "server.mjs")],
+          { DATABASE_URL: appUrl, PORT: String(port), JWT_SECRET: SECRET, NODE_ENV: "production", GRAPHILE_ENV: "production" },
+        ]
+      : [
+          args.pgheraldBin,
+          ["serve"],
+          {
+            // As load.rs starts it.
+            DATABASE_URL: appUrl,
+            HERALD_LISTEN: `127.0.0.1:${port}`,
+            HERALD_JWT_SECRET: SECRET,
+            RUST_LOG: "warn",
+            HERALD_MAX_CONNECTIONS_PER_IP: "0",
+            HERALD_MAX_CONNECTIONS: String(Math.max(w.connections, 10_000)),
+          },
+        ];
+  const child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => {
     stderr += d;
@@ -248,11 +270,14 @@ async function startServer(appUrl) {
   const deadline = performance.now() + 60_000;
   for (;;) {
     try {
-      const r = await fetch(`http://127.0.0.1:${port}/graphql`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ query: "{ __typename }" }),
-      });
+      const r =
+        target === "postgraphile"
+          ? await fetch(`http://127.0.0.1:${port}/graphql`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({ query: "{ __typename }" }),
+            })
+          : await fetch(`http://127.0.0.1:${port}/readyz`);
       if (r.ok) break;
     } catch {
       /* not up yet */
@@ -292,14 +317,32 @@ const QUERIES = {
   },
 };
 
+// load.rs's subscriptions, for --server pgherald.
+const PGHERALD_QUERIES = {
+  targeted: {
+    query: 'subscription($me: JSON) { changes(table: "notifications", ops: [INSERT], filter: $me) { row } }',
+    field: "changes",
+    row: "row",
+  },
+  rls: { query: "subscription { notifications(ops: [INSERT]) { row { title } } }", field: "notifications", row: "row" },
+  fanout: { query: 'subscription { changes(table: "documents", ops: [INSERT]) { row } }', field: "changes", row: "row" },
+};
+
+async function pgheraldSubscriptions(port) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("pgherald_subscriptions "));
+  return line ? Number(line.split(" ")[1]) : 0;
+}
+
 async function run(args, w, adminBase, appBase) {
-  const { adminUrl, appUrl, tenant, users } = await prepareDatabase(adminBase, appBase, w, args.pgheraldBin);
-  const server = await startServer(appUrl);
+  const target = args.server;
+  const { adminUrl, appUrl, tenant, users } = await prepareDatabase(adminBase, appBase, w, args.pgheraldBin, target);
+  const server = await startServer(appUrl, target, args, w);
   const clients = [];
   const writerClients = [];
   try {
     const rssIdle = rssKib(server.pid);
-    const q = QUERIES[w.mode];
+    const q = (target === "postgraphile" ? QUERIES : PGHERALD_QUERIES)[w.mode];
 
     // Observations, as in load.rs.
     const counts = new Map(); // `${sub}:${seq}` -> times received
@@ -335,7 +378,7 @@ async function run(args, w, adminBase, appBase) {
       for (let s = 0; s < args.subs; s++) {
         const subId = c * args.subs + s;
         client.subscribe(
-          { query: q.query, variables: { u: user, t: tenant } },
+          { query: q.query, variables: target === "postgraphile" ? { u: user, t: tenant } : { me: { user_id: { eq: user } } } },
           {
             next(msg) {
               const now = performance.now();
@@ -345,7 +388,7 @@ async function run(args, w, adminBase, appBase) {
                 if (errors <= 5) console.error("subscription error:", JSON.stringify(msg.errors));
               }
               if (!ev) return;
-              if (ev.id == null) {
+              if (target === "postgraphile" && ev.id == null) {
                 ready.add(subId); // a probe
                 return;
               }
@@ -383,7 +426,14 @@ async function run(args, w, adminBase, appBase) {
     await admin.connect();
     writerClients.push(admin);
     const deadline = performance.now() + (60 + want / 100) * 1000;
-    while (ready.size < want) {
+    while (target === "pgherald") {
+      // As load.rs: until /metrics counts every subscription.
+      const n = await pgheraldSubscriptions(server.port);
+      if (n >= want) break;
+      if (performance.now() > deadline) throw new Error(`only ${n} of ${want} subscriptions registered`);
+      await sleep(50);
+    }
+    while (target === "postgraphile" && ready.size < want) {
       const topics = new Set();
       for (let c = 0; c < users.length; c++) {
         for (let s = 0; s < args.subs; s++) if (!ready.has(c * args.subs + s)) topics.add(topicOf(c));
@@ -393,7 +443,7 @@ async function run(args, w, adminBase, appBase) {
       while (ready.size < want && performance.now() < until) await sleep(20);
       if (performance.now() > deadline) throw new Error(`only ${ready.size} of ${want} subscriptions answered a probe`);
     }
-    await sleep(500); // let stray probe frames drain
+    if (target === "postgraphile") await sleep(500); // let stray probe frames drain
     const rssConnected = rssKib(server.pid);
 
     // Writers: E rows at R rows/s over W connections, writer i writing seq
@@ -455,6 +505,7 @@ async function run(args, w, adminBase, appBase) {
     const span = first != null ? Math.max((last - first) / 1000, Math.min(writeSecs, 1e-3)) : 0;
     const round3 = (x) => Math.round(x * 1000) / 1000;
     return {
+      server: target === "postgraphile" ? "postgraphile" : "pgherald (Node client)",
       mode: w.mode,
       connections: w.connections,
       subs_per_connection: args.subs,
@@ -515,13 +566,13 @@ function fmtLatency(ms) {
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
 }
 
-function printSideBySide(workloads, ours, theirs) {
+function printSideBySide(workloads, ours, theirs, theirName) {
   console.log("\nside by side (latency in ms unless marked; lost/dup over expected deliveries):");
   const cols = ["p50", "p99", "deliv/s", "KiB/conn", "lost/dup"];
   const wname = Math.max(8, ...workloads.map((w) => workloadName(w).length));
   const cell = 9;
   const group = (name) => name.padEnd(cols.length * (cell + 1) - 1);
-  console.log(`${"".padEnd(wname)} | ${group("pgherald")} | PostGraphile 5`);
+  console.log(`${"".padEnd(wname)} | ${group("pgherald")} | ${theirName}`);
   const sub = cols.map((c) => c.padStart(cell)).join(" ");
   console.log(`${"workload".padEnd(wname)} | ${sub} | ${sub}`);
   const cells = (r) =>
@@ -561,13 +612,13 @@ async function main() {
   const theirs = [];
   if (!args.skipPostgraphile) {
     for (const w of workloads) {
-      console.error(`postgraphile: ${workloadName(w)} ...`);
+      console.error(`${args.server}: ${workloadName(w)} ...`);
       theirs.push(await run(args, w, adminBase, appBase));
     }
-    printTable("PostGraphile 5 (benches/peers):", theirs);
+    printTable(args.server === "postgraphile" ? "PostGraphile 5 (benches/peers):" : "pgherald, Node client (load.mjs --server pgherald):", theirs);
   }
   if (ours.length) printTable("pgherald (make bench):", ours.filter((r) => workloads.some((w) => sameWorkload(r, w))));
-  printSideBySide(workloads, ours, theirs);
+  printSideBySide(workloads, ours, theirs, args.server === "postgraphile" ? "PostGraphile 5" : "pgherald (Node client)");
 
   const versions = {
     node: process.versions.node,
@@ -580,7 +631,8 @@ async function main() {
     postgres: await withClient(withDb(adminBase, "postgres"), async (c) => (await c.query("show server_version")).rows[0].server_version),
   };
   const date = new Date().toISOString().slice(0, 10);
-  const out = args.out ?? join(ROOT, "benches/results", `${date}-peers.json`);
+  const suffix = args.server === "postgraphile" ? "peers" : "peers-node-client";
+  const out = args.out ?? join(ROOT, "benches/results", `${date}-${suffix}.json`);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(
     out,
@@ -590,7 +642,7 @@ async function main() {
         versions,
         args: { subs: args.subs, writers: args.writers, workloads },
         pgherald: { sources: oursFiles, results: ours },
-        postgraphile: { results: theirs },
+        [args.server === "postgraphile" ? "postgraphile" : "pgherald_node_client"]: { results: theirs },
       },
       null,
       2,
