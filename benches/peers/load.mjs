@@ -127,6 +127,18 @@ function rssKib(pid) {
   }
 }
 
+// The process's user + system CPU time in seconds (/proc/<pid>/stat fields
+// 14 and 15, in clock ticks of 1/100 s on Linux).
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 function freePort() {
   return new Promise((res, rej) => {
     const s = createServer();
@@ -299,9 +311,12 @@ async function startServer(appUrl, target, args, w) {
 
 // ---------------------------------------------------------------- one run
 
+// As in load.rs, targeted and fanout ask for the whole row (pgherald's
+// `row` is every column) and rls for the title only.
 const QUERIES = {
   targeted: {
-    query: "subscription($u: UUID!) { notificationCreated(userId: $u) { id notification { title } } }",
+    query:
+      "subscription($u: UUID!) { notificationCreated(userId: $u) { id notification { rowId tenantId userId kind title body data createdAt readAt } } }",
     field: "notificationCreated",
     row: "notification",
   },
@@ -311,7 +326,7 @@ const QUERIES = {
     row: "notification",
   },
   fanout: {
-    query: "subscription($t: UUID!) { documentCreated(tenantId: $t) { id document { title } } }",
+    query: "subscription($t: UUID!) { documentCreated(tenantId: $t) { id document { rowId tenantId title body updatedAt } } }",
     field: "documentCreated",
     row: "document",
   },
@@ -353,6 +368,7 @@ async function run(args, w, adminBase, appBase) {
     let errors = 0;
     const ready = new Set(); // subscriptions that have answered a probe
     let stopping = false;
+    let lastProbeAt = 0; // when the last probe answer arrived
 
     for (let c = 0; c < users.length; c++) {
       const user = users[c];
@@ -390,6 +406,7 @@ async function run(args, w, adminBase, appBase) {
               if (!ev) return;
               if (target === "postgraphile" && ev.id == null) {
                 ready.add(subId); // a probe
+                lastProbeAt = now;
                 return;
               }
               const title = ev[q.row]?.title;
@@ -433,17 +450,23 @@ async function run(args, w, adminBase, appBase) {
       if (performance.now() > deadline) throw new Error(`only ${n} of ${want} subscriptions registered`);
       await sleep(50);
     }
+    // Each probe costs the server one read per subscriber of the topic, so a
+    // new round is sent only once answers to the last one have stopped
+    // coming (1 s of quiet), and the writes start only when the server has
+    // answered every probe sent (1 s of quiet again): no probe backlog is
+    // left for the measured rows to queue behind.
+    const quiet = (ms) => performance.now() - lastProbeAt > ms;
     while (target === "postgraphile" && ready.size < want) {
       const topics = new Set();
       for (let c = 0; c < users.length; c++) {
         for (let s = 0; s < args.subs; s++) if (!ready.has(c * args.subs + s)) topics.add(topicOf(c));
       }
       await admin.query("select pg_notify(t, '{\"id\": null}') from unnest($1::text[]) t", [[...topics]]);
-      const until = performance.now() + 1000;
-      while (ready.size < want && performance.now() < until) await sleep(20);
+      const sent = performance.now();
+      while (ready.size < want && (performance.now() - sent < 1000 || !quiet(1000))) await sleep(20);
       if (performance.now() > deadline) throw new Error(`only ${ready.size} of ${want} subscriptions answered a probe`);
     }
-    if (target === "postgraphile") await sleep(500); // let stray probe frames drain
+    while (target === "postgraphile" && !quiet(1000)) await sleep(20);
     const rssConnected = rssKib(server.pid);
 
     // Writers: E rows at R rows/s over W connections, writer i writing seq
@@ -457,6 +480,7 @@ async function run(args, w, adminBase, appBase) {
       writerClients.push(c);
     }
     const start = performance.now();
+    const cpuStart = cpuSeconds(server.pid);
     await Promise.all(
       writerClients.slice(1).map(async (client, wi) => {
         let k = 0;
@@ -493,6 +517,7 @@ async function run(args, w, adminBase, appBase) {
       await sleep(20);
     }
     const rssAfter = rssKib(server.pid);
+    const serverCpu = cpuSeconds(server.pid) - cpuStart;
     stopping = true;
 
     const distinct = counts.size;
@@ -520,6 +545,9 @@ async function run(args, w, adminBase, appBase) {
       write_seconds: writeSecs,
       rss_kib: { idle: rssIdle, connected: rssConnected, after: rssAfter },
       rss_kib_per_connection: Math.max(0, rssConnected - rssIdle) / w.connections,
+      // Not in load.rs: CPU time of the server process from the first write
+      // to the end of the wait for stragglers (Postgres's own is not in it).
+      server_cpu_seconds: Math.round(serverCpu * 100) / 100,
       hidden_frames: hidden,
       errors,
     };
