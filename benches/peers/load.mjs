@@ -355,6 +355,7 @@ async function run(args, w, adminBase, appBase) {
   const server = await startServer(appUrl, target, args, w);
   const clients = [];
   const writerClients = [];
+  let stopping = false; // connections closing now are not news
   try {
     const rssIdle = rssKib(server.pid);
     const q = (target === "postgraphile" ? QUERIES : PGHERALD_QUERIES)[w.mode];
@@ -367,7 +368,6 @@ async function run(args, w, adminBase, appBase) {
     let hidden = 0; // frames whose row RLS hid (rls mode: one per non-recipient)
     let errors = 0;
     const ready = new Set(); // subscriptions that have answered a probe
-    let stopping = false;
     let lastProbeAt = 0; // when the last probe answer arrived
 
     for (let c = 0; c < users.length; c++) {
@@ -552,6 +552,7 @@ async function run(args, w, adminBase, appBase) {
       errors,
     };
   } finally {
+    stopping = true;
     for (const c of clients) {
       try {
         await c.dispose();
