@@ -5,8 +5,9 @@
 //! with one authorizer round trip per moment (old images as of the batch's
 //! start, new ones as of its end), which version of which row each gets; each
 //! subscription's bounded queue receives its deliveries in outbox order. A
-//! subscriber whose queue is full is ended with an error, never skipped; so is
-//! one whose security context the authorizer could not evaluate (its role was
+//! subscriber whose queue is full is waited for while it keeps reading
+//! ([`super::backlog`]) and ended with an error once it stops, never
+//! skipped; so is one whose security context the authorizer could not evaluate (its role was
 //! dropped, say): it alone, the other subscribers get their deliveries.
 
 use std::collections::{HashMap, HashSet};
@@ -16,8 +17,9 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 
+use super::backlog::{Backlog, Outcome, STALL, Subscriber};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
-use super::queue::{self, Queue, QueueSender};
+use super::queue::{self, Queue, QueueSender, Refused};
 use super::routing::{Routing, RoutingStats, View};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
@@ -412,6 +414,7 @@ impl Hub {
             contexts_failed: verdicts.failed_contexts(),
             ..DispatchStats::default()
         };
+        let mut backlog: Backlog<u64, Arc<Entry>> = Backlog::default();
         for (i, cand) in candidates.iter().enumerate() {
             if cand.entry.ended.get().is_some() {
                 continue;
@@ -431,12 +434,28 @@ impl Hub {
                 continue;
             };
             stats.delivered += 1;
-            if cand.entry.queue.try_send(delivery).is_err() {
-                // Full (or the subscriber is gone): end it with an error
-                // rather than skip events it would never know it missed.
-                let _ = cand.entry.ended.set(EndReason::SlowConsumer);
-                stats.overflowed += 1;
-                self.remove(cand.entry.interest.relid, cand.entry.id);
+            if backlog.holds(cand.entry.id) {
+                backlog.push(cand.entry.id, &cand.entry, delivery);
+                continue;
+            }
+            match cand.entry.queue.try_send(delivery) {
+                Ok(()) => {}
+                Err(Refused::Full(delivery)) => backlog.push(cand.entry.id, &cand.entry, delivery),
+                Err(Refused::Closed(_)) => self.remove(cand.entry.interest.relid, cand.entry.id),
+            }
+        }
+        if !backlog.is_empty() {
+            let by_id: HashMap<u64, &Arc<Entry>> =
+                candidates.iter().map(|c| (c.entry.id, &c.entry)).collect();
+            for (id, outcome) in backlog.drain(STALL).await {
+                let entry = by_id[&id];
+                if outcome == Outcome::Stalled {
+                    // It stopped taking its events: end it with an error
+                    // rather than skip events it would never know it missed.
+                    let _ = entry.ended.set(EndReason::SlowConsumer);
+                    stats.overflowed += 1;
+                }
+                self.remove(entry.interest.relid, entry.id);
             }
         }
         Ok(stats)
@@ -514,6 +533,12 @@ pub struct DispatchStats {
 struct Candidate {
     event: usize,
     entry: Arc<Entry>,
+}
+
+impl Subscriber for Arc<Entry> {
+    fn queue(&self) -> &QueueSender<Delivery> {
+        &self.queue
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The event pipeline: the outbox reader, the listener that drives it, the hub
 //! that routes events to subscriptions, and the cursors clients resume from.
 
+pub mod backlog;
 pub mod batches;
 pub mod catchup;
 pub mod cursor;

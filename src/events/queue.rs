@@ -1,7 +1,8 @@
 //! A subscription's bounded queue of deliveries.
 //!
-//! Bounded as tokio's `mpsc::channel` is (a full queue refuses, which ends
-//! the subscription as too slow), but allocated as it fills: tokio's channel
+//! Bounded as tokio's `mpsc::channel` is (a full queue refuses; the hub then
+//! waits for [`QueueSender::room`] while the subscriber keeps reading, and
+//! ends it as too slow when it stops), but allocated as it fills: tokio's channel
 //! allocates about 1.5 KiB per queue up front (its first block of 32 slots
 //! and its cache-padded state), which idle subscriptions paid for nothing.
 //! This one is an unbounded futures channel (a few dozen bytes until a
@@ -13,52 +14,98 @@ use std::task::{Context, Poll};
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use tokio::sync::Notify;
 
 /// A queue of at most `capacity` items (at least one).
 pub fn bounded<T>(capacity: usize) -> (QueueSender<T>, Queue<T>) {
     let (tx, rx) = mpsc::unbounded();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        capacity: capacity.max(1),
+        room: Notify::new(),
+    });
     (
         QueueSender {
             tx,
-            queued: queued.clone(),
-            capacity: capacity.max(1),
+            shared: shared.clone(),
         },
-        Queue { rx, queued },
+        Queue { rx, shared },
     )
+}
+
+/// What both ends share.
+struct Shared {
+    queued: AtomicUsize,
+    capacity: usize,
+    /// Signalled when an item is taken from a full queue.
+    room: Notify,
+}
+
+/// Why an item was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused<T> {
+    /// The queue is full.
+    Full(T),
+    /// The receiver is gone.
+    Closed(T),
 }
 
 /// The sending end.
 pub struct QueueSender<T> {
     tx: mpsc::UnboundedSender<T>,
-    queued: Arc<AtomicUsize>,
-    capacity: usize,
+    shared: Arc<Shared>,
 }
 
 impl<T> QueueSender<T> {
     /// Queues `item`; gives it back if the queue is full or its receiver gone.
-    pub fn try_send(&self, item: T) -> Result<(), T> {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(item);
+    pub fn try_send(&self, item: T) -> Result<(), Refused<T>> {
+        let shared = &self.shared;
+        if shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.capacity {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(match self.tx.is_closed() {
+                true => Refused::Closed(item),
+                false => Refused::Full(item),
+            });
         }
         self.tx.unbounded_send(item).map_err(|e| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            e.into_inner()
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            Refused::Closed(e.into_inner())
         })
+    }
+
+    /// Resolves once an item has been taken from the queue since it was
+    /// last full (at once if one has), or its receiver is gone.
+    pub async fn room(&self) {
+        if self.tx.is_closed() || self.shared.queued.load(Ordering::Acquire) < self.shared.capacity
+        {
+            return;
+        }
+        self.shared.room.notified().await;
     }
 }
 
 /// The receiving end; it ends once the sender is dropped and it is empty.
 pub struct Queue<T> {
     rx: mpsc::UnboundedReceiver<T>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        // A sender waiting for room learns that there will be none.
+        self.rx.close();
+        self.shared.room.notify_one();
+    }
 }
 
 impl<T> Queue<T> {
     fn took(&self, item: Option<T>) -> Option<T> {
         if item.is_some() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            let before = self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            if before >= self.shared.capacity {
+                // (A permit is kept if nobody waits yet: `room` returns at once.)
+                self.shared.room.notify_one();
+            }
         }
         item
     }
@@ -90,10 +137,10 @@ mod tests {
         let (tx, mut rx) = bounded(2);
         assert!(tx.try_send(1).is_ok());
         assert!(tx.try_send(2).is_ok());
-        assert_eq!(tx.try_send(3), Err(3), "full");
+        assert_eq!(tx.try_send(3), Err(Refused::Full(3)), "full");
         assert_eq!(rx.try_recv(), Some(1));
         assert!(tx.try_send(4).is_ok(), "a slot was freed");
-        assert_eq!(tx.try_send(5), Err(5));
+        assert_eq!(tx.try_send(5), Err(Refused::Full(5)));
         assert_eq!(rx.try_recv(), Some(2));
         assert_eq!(rx.try_recv(), Some(4));
         assert_eq!(rx.try_recv(), None);
@@ -108,6 +155,21 @@ mod tests {
         assert_eq!(rx.recv().await, None);
         let (tx, rx) = bounded(4);
         drop(rx);
-        assert_eq!(tx.try_send(1), Err(1));
+        assert_eq!(tx.try_send(1), Err(Refused::Closed(1)));
+    }
+
+    #[tokio::test]
+    async fn room_resolves_when_a_full_queue_gives_up_an_item_or_its_receiver_goes() {
+        let (tx, mut rx) = bounded(1);
+        tx.try_send(1).unwrap();
+        let mut waiting = Box::pin(tx.room());
+        assert!(futures::poll!(waiting.as_mut()).is_pending(), "full");
+        assert_eq!(rx.try_recv(), Some(1));
+        waiting.await;
+        tx.try_send(2).unwrap();
+        let waiting = tx.room();
+        drop(rx);
+        waiting.await;
+        assert_eq!(tx.try_send(3), Err(Refused::Closed(3)));
     }
 }

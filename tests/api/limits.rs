@@ -133,6 +133,75 @@ async fn a_client_that_stops_reading_is_dropped_within_the_write_timeout_and_oth
 }
 
 #[tokio::test]
+async fn a_subscriber_that_stops_taking_events_gets_an_exact_prefix_then_a_slow_consumer_error() {
+    // A long write timeout: the queue, not the socket, is what gives up.
+    let app = spawn_app_with(|c| {
+        c.limits.subscription_queue = 16;
+        c.limits.write_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+
+    // A client with a small receive buffer that stops reading once subscribed.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.app.local_addr()).await.unwrap();
+    let (socket, _) = tokio_tungstenite::client_async(
+        upgrade_request(&app.ws_url),
+        MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("upgrade");
+    let mut stalled = WsClient { socket };
+    stalled.init(&app.token(&alice)).await;
+    stalled.subscribe("s", BODIES, json!({})).await;
+    let mut reader = app.transport_as(&alice).await;
+    reader.subscribe("r", TITLES, json!({})).await;
+    app.wait_for_subscriptions(2).await;
+
+    // ~20 MB: far more than the socket buffers and the queue hold.
+    let rows = 300;
+    insert_numbered(&app, &tenant, &alice, rows, 64 * 1024).await;
+    for i in 0..rows {
+        let msg = reader.next_data().await;
+        assert_eq!(
+            msg["payload"]["data"]["notifications"]["row"]["title"],
+            i.to_string(),
+            "the reader gets every row, in order"
+        );
+    }
+    app.wait_until("the stalled subscription is ended", |app| {
+        app.app.state().hub.subscription_count() == 1
+    })
+    .await;
+    assert_eq!(app.metric("pgherald_slow_consumers_total").await, 1);
+
+    // Reading again, it finds an exact prefix, then the error.
+    let mut titles = Vec::new();
+    let error = loop {
+        let msg = stalled.next_json().await;
+        match msg["type"].as_str() {
+            Some("next") => titles.push(
+                msg["payload"]["data"]["notifications"]["row"]["title"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{msg}"))
+                    .to_owned(),
+            ),
+            Some("error") => break msg,
+            _ => panic!("unexpected {msg}"),
+        }
+    };
+    assert_eq!(
+        error["payload"][0]["extensions"]["code"], "SLOW_CONSUMER",
+        "{error}"
+    );
+    assert!(titles.len() < rows as usize, "{} delivered", titles.len());
+    let expected: Vec<String> = (0..titles.len()).map(|i| i.to_string()).collect();
+    assert_eq!(titles, expected, "an exact prefix: nothing skipped");
+}
+
+#[tokio::test]
 async fn connections_over_the_per_ip_cap_are_refused_with_429_until_one_closes() {
     let app = spawn_app_with(|c| c.limits.max_connections_per_ip = 2).await;
     let first = WsClient::transport(&app.ws_url).await;
