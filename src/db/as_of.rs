@@ -6,16 +6,19 @@
 //!
 //! [`authorize_at`] runs one authorizer transaction per moment, importing the
 //! moment's snapshot (`SET TRANSACTION SNAPSHOT`) as its first statement, and
-//! merges the verdicts. A snapshot that can no longer be imported (its holder
-//! is gone) makes that moment's checks judged now, with a warning, counted in
-//! [`Verdicts::fell_back`]: the page is never lost or stalled for it.
+//! merges the verdicts; the moments' transactions go in one flight
+//! ([`super::flight`]), one round trip for a page. A snapshot that can no
+//! longer be imported (its holder is gone) makes that moment's checks judged
+//! now, with a warning, counted in [`Verdicts::fell_back`]: the page is never
+//! lost or stalled for it.
 
 use std::sync::Arc;
 
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use super::DbError;
-use super::authorizer::{Check, Isolation, Verdicts, authorize_isolating};
+use super::authorizer::{Attempt, Check, Isolation, Verdicts, authorize_isolating, authorize_many};
+use super::flight::ImportFailed;
 use crate::auth::Caller;
 
 /// When a check is judged.
@@ -82,13 +85,10 @@ impl AsOf {
     }
 }
 
-/// Importing a snapshot failed although the connection is fine: the
-/// exporting transaction has ended.
-#[derive(Debug)]
-pub(super) struct ImportFailed(pub(super) tokio_postgres::Error);
-
-/// Begins the authorizer's transaction: in `at`, imported as the first
-/// statement of a repeatable-read transaction, or (`None`) an ordinary one.
+/// Begins a transaction in `at`, imported as the first statement of a
+/// repeatable-read transaction, or (`None`) an ordinary one; for work that
+/// is not the authorizer's (which sends its own in one flight). The inner
+/// error: `at` could not be imported.
 pub(super) async fn begin<'c>(
     client: &'c mut Client,
     at: Option<&ExportedSnapshot>,
@@ -106,8 +106,8 @@ pub(super) async fn begin<'c>(
         .await
     {
         Ok(()) => Ok(Ok(tx)),
-        // A server's refusal (no longer exported): the caller judges now.
-        // The dropped transaction rolls back.
+        // A server's refusal (no longer exported); the dropped transaction
+        // rolls back.
         Err(e) if e.code().is_some() => Ok(Err(ImportFailed(e))),
         Err(e) => Err(e.into()),
     }
@@ -115,7 +115,10 @@ pub(super) async fn begin<'c>(
 
 /// Evaluates `checks` under `contexts`, each as of its [`Moment`] in `as_of`:
 /// one transaction (per [`Isolation`], one per context) per moment, on the
-/// same connection, the verdicts merged. See the module documentation.
+/// same connection, the verdicts merged. The first call of every moment goes
+/// in one flight (one round trip); what it leaves to do (a moment whose
+/// snapshot is gone, contexts to isolate) follows moment by moment, as if
+/// each moment's call had been made alone. See the module documentation.
 pub async fn authorize_at(
     client: &mut Client,
     contexts: &[&Caller],
@@ -134,32 +137,54 @@ pub async fn authorize_at(
         }
     }
     if let [(at, _)] = groups.as_slice() {
-        return judge(client, contexts, checks, *at, isolation).await;
+        return judge(client, contexts, checks, *at, isolation, None).await;
     }
+    let parts: Vec<Vec<Check>> = groups
+        .iter()
+        .map(|(_, indexes)| indexes.iter().map(|&i| checks[i].clone()).collect())
+        .collect();
+    // Isolated contexts have a call each: only the one call per moment of
+    // Isolation::OnError is made up front.
+    let firsts: Vec<Option<Attempt>> = match isolation {
+        Isolation::OnError => {
+            let flight: Vec<(&[Check], Option<&ExportedSnapshot>)> = parts
+                .iter()
+                .zip(&groups)
+                .map(|(part, (at, _))| (part.as_slice(), *at))
+                .collect();
+            authorize_many(client, contexts, &flight)
+                .await
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        Isolation::Always => parts.iter().map(|_| None).collect(),
+    };
     let mut merged = Verdicts::denying(checks.len());
-    for (at, indexes) in groups {
-        let part: Vec<Check> = indexes.iter().map(|&i| checks[i].clone()).collect();
-        let verdicts = judge(client, contexts, &part, at, isolation).await?;
-        merged.absorb(verdicts, &indexes);
+    for ((part, (at, indexes)), first) in parts.iter().zip(&groups).zip(firsts) {
+        let verdicts = judge(client, contexts, part, *at, isolation, first).await?;
+        merged.absorb(verdicts, indexes);
     }
     merged.settle(checks);
     Ok(merged)
 }
 
 /// One moment's checks, falling back to now when its snapshot is gone.
+/// `first`: the moment's call, when made already.
 async fn judge(
     client: &mut Client,
     contexts: &[&Caller],
     checks: &[Check],
     at: Option<&ExportedSnapshot>,
     isolation: Isolation,
+    first: Option<Attempt>,
 ) -> Result<Verdicts, DbError> {
-    match authorize_isolating(client, contexts, checks, isolation, at).await? {
+    match authorize_isolating(client, contexts, checks, isolation, at, first).await? {
         Ok(verdicts) => Ok(verdicts),
         Err(ImportFailed(e)) => {
             tracing::warn!(error = %e, snapshot = at.map_or("", |s| s.as_str()),
                 "a held snapshot could not be imported; judging its checks now");
-            let mut verdicts = authorize_isolating(client, contexts, checks, isolation, None)
+            let mut verdicts = authorize_isolating(client, contexts, checks, isolation, None, None)
                 .await?
                 .map_err(|ImportFailed(e)| DbError::Postgres(e))?;
             verdicts.fell_back += 1;

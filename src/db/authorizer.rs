@@ -19,6 +19,9 @@
 //!
 //! Each check says at which [`Moment`] it is judged; [`super::as_of`] runs
 //! one transaction per moment, in the snapshot the moment stands for.
+//! [`super::call`] turns checks into the call's arrays and its rows into
+//! [`Verdicts`]; [`super::flight`] sends a call's transaction (begin, import,
+//! timeout, call, commit), or those of several moments, in one round trip.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,13 +31,13 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio_postgres::types::Type;
 
 use crate::auth::Caller;
 
 use super::DbError;
-use super::as_of::{self, AsOf, ExportedSnapshot, ImportFailed};
-use super::jsonb::ExactJson;
+use super::as_of::{self, AsOf, ExportedSnapshot};
+use super::call::{self, Call};
+use super::flight::{self, ImportFailed, Transaction};
 pub use super::verdicts::Verdicts;
 
 pub use super::as_of::Moment;
@@ -73,7 +76,7 @@ pub enum ContextFailure {
 }
 
 impl ContextFailure {
-    fn from_stage(stage: &str) -> ContextFailure {
+    pub(super) fn from_stage(stage: &str) -> ContextFailure {
         match stage {
             "role" => ContextFailure::Role,
             "claims" => ContextFailure::Claims,
@@ -204,16 +207,22 @@ impl Authorize for PgAuthorizer {
 
 /// Evaluates `checks` under `contexts` in snapshot `at` (`None`: now), as
 /// [`Isolation`] says: one call, or one call per context when that fails (or
-/// always). The inner error: `at` could not be imported.
+/// always). `first`: the one call's attempt, when made already (in a flight
+/// with other moments). The inner error: `at` could not be imported.
 pub(super) async fn authorize_isolating(
     client: &mut tokio_postgres::Client,
     contexts: &[&Caller],
     checks: &[Check],
     isolation: Isolation,
     at: Option<&ExportedSnapshot>,
-) -> Result<Result<Verdicts, ImportFailed>, DbError> {
+    first: Option<Attempt>,
+) -> Attempt {
     if isolation == Isolation::OnError {
-        match authorize_in(client, contexts, checks, at).await {
+        let attempt = match first {
+            Some(attempt) => attempt,
+            None => authorize_in(client, contexts, checks, at).await,
+        };
+        match attempt {
             Ok(verdicts) => return Ok(verdicts),
             Err(e) if blame(&e) == Blame::Context => {
                 tracing::warn!(error = %e, contexts = contexts.len(),
@@ -270,30 +279,6 @@ pub(super) async fn authorize_isolating(
     Ok(Ok(verdicts))
 }
 
-/// What Postgres cannot be handed for `caller`: a role or claims holding NUL
-/// (text cannot hold it, jsonb refuses `\u0000`). Such a context fails here,
-/// without a round trip.
-pub(crate) fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
-    if caller.role.contains('\0') {
-        return Some(ContextFailure::Role);
-    }
-    let mut stack = vec![caller.claims.as_ref()];
-    while let Some(value) = stack.pop() {
-        match value {
-            Value::String(s) if s.contains('\0') => return Some(ContextFailure::Claims),
-            Value::Array(items) => stack.extend(items),
-            Value::Object(fields) => {
-                if fields.keys().any(|k| k.contains('\0')) {
-                    return Some(ContextFailure::Claims);
-                }
-                stack.extend(fields.values());
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// Evaluates `checks` under `contexts` in one call, in one transaction,
 /// against the database as it is now. Contexts that fail inside the call are
 /// reported in the verdicts; an error means the call as a whole failed.
@@ -314,138 +299,54 @@ async fn authorize_in(
     contexts: &[&Caller],
     checks: &[Check],
     at: Option<&ExportedSnapshot>,
-) -> Result<Result<Verdicts, ImportFailed>, DbError> {
-    let mut verdicts = Verdicts {
-        visible: vec![false; checks.len()],
-        ..Verdicts::default()
-    };
-    if checks.is_empty() {
-        return Ok(Ok(verdicts));
-    }
-    for (i, caller) in contexts.iter().enumerate() {
-        if let Some(failure) = unrepresentable(caller) {
-            tracing::warn!(role = %caller.role.escape_debug(), ?failure,
-                "security context failed: Postgres cannot hold its role or claims");
-            verdicts.failed.insert(i, failure);
-        }
-    }
-    let roles: Vec<String> = contexts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match verdicts.failed.contains_key(&i) {
-            true => String::new(),
-            false => c.role.clone(),
-        })
-        .collect();
-    let claims: Vec<String> = contexts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match verdicts.failed.contains_key(&i) {
-            true => "{}".to_owned(),
-            false => c.claims.to_string(),
-        })
-        .collect();
-    let sent: Vec<usize> = (0..checks.len())
-        .filter(|&i| !verdicts.failed.contains_key(&checks[i].context))
-        .collect();
-    if sent.is_empty() {
-        return Ok(Ok(verdicts));
-    }
-    let ctx: Vec<i32> = sent.iter().map(|&i| checks[i].context as i32).collect();
-    let rel: Vec<u32> = sent.iter().map(|&i| checks[i].relid).collect();
-    // Each distinct image is sent once (checks share images through `Arc`s:
-    // one event's row checked under many contexts) and referred to by index.
-    let mut images: Vec<ExactJson> = Vec::new();
-    // Keyed by address (as an integer, so the future stays `Send`).
-    let mut index_of: HashMap<usize, i32> = HashMap::new();
-    let img: Vec<i32> = sent
-        .iter()
-        .map(|&i| {
-            let c = &checks[i];
-            *index_of
-                .entry(Arc::as_ptr(&c.image) as usize)
-                .or_insert_with(|| {
-                    images.push(ExactJson(c.image.as_ref()));
-                    images.len() as i32 // 1-based, as SQL arrays
-                })
-        })
-        .collect();
+) -> Attempt {
+    let mut attempts = authorize_many(client, contexts, &[(checks, at)]).await;
+    attempts.pop().expect("one attempt per part")
+}
 
-    let tx = match as_of::begin(client, at).await? {
-        Ok(tx) => tx,
-        Err(failed) => return Ok(Err(failed)),
-    };
-    // A hanging policy must not hold the page forever: the session's own
-    // statement_timeout if it has one, else ours. (A simple query: one
-    // round trip, where a parameterised one takes two.)
-    tx.batch_execute(&format!(
-        "select pg_catalog.set_config('statement_timeout', '{}ms', true)
-          where pg_catalog.current_setting('statement_timeout') = '0'",
-        DEFAULT_STATEMENT_TIMEOUT.as_millis()
-    ))
-    .await?;
-    // Parameter types given, so that the call is one round trip (no
-    // separate prepare).
-    let rows = tx
-        .query_typed(
-            "select kind, chk, visible, context, relid, columns, failure, detail
-               from herald.authorize($1, $2, $3, $4, $5, $6)",
-            &[
-                (&roles, Type::TEXT_ARRAY),
-                (&claims, Type::TEXT_ARRAY),
-                (&ctx, Type::INT4_ARRAY),
-                (&rel, Type::OID_ARRAY),
-                (&img, Type::INT4_ARRAY),
-                (&images, Type::JSONB_ARRAY),
-            ],
-        )
-        .await?;
-    tx.commit().await?;
+/// What one call answered: the verdicts, or (inner error) that its snapshot
+/// could not be imported.
+pub(super) type Attempt = Result<Result<Verdicts, ImportFailed>, DbError>;
 
-    let mut hidden: Vec<usize> = Vec::new();
-    for row in rows {
-        let kind: &str = row.get("kind");
-        match kind {
-            "verdict" | "hidden" => {
-                // Check numbers are 1-based (SQL ordinality) over the checks sent.
-                let chk: i32 = row.get("chk");
-                if let Some(&i) = sent.get(chk as usize - 1) {
-                    verdicts.visible[i] = row.get::<_, bool>("visible");
-                    if kind == "hidden" {
-                        hidden.push(i);
-                    }
-                }
-            }
-            "columns" => {
-                let context: i32 = row.get("context");
-                let relid: u32 = row.get("relid");
-                let columns: Vec<String> = row.get("columns");
-                verdicts
-                    .columns
-                    .insert((context as usize, relid), columns.into());
-            }
-            "failed" => {
-                let context = row.get::<_, i32>("context") as usize;
-                let stage: &str = row.get("failure");
-                let detail: &str = row.get("detail");
-                let failure = ContextFailure::from_stage(stage);
-                tracing::warn!(
-                    role = %contexts.get(context).map_or("?", |c| c.role.as_str()),
-                    ?failure, detail, "security context failed"
-                );
-                verdicts.failed.insert(context, failure);
-            }
-            other => return Err(DbError::Data(format!("authorizer row kind {other:?}"))),
-        }
-    }
-    // Checks of a failed context may have been answered before it failed:
-    // they do not count.
-    verdicts.settle(checks);
-    verdicts.hidden_by_errors = hidden
+/// [`authorize_in`] for several parts of a page at once, each its own call
+/// in its own transaction (in its own snapshot), all in one flight: one
+/// attempt per part, in order.
+pub(super) async fn authorize_many(
+    client: &mut tokio_postgres::Client,
+    contexts: &[&Caller],
+    parts: &[(&[Check], Option<&ExportedSnapshot>)],
+) -> Vec<Attempt> {
+    let calls: Vec<Call> = parts
         .iter()
-        .filter(|&&i| verdicts.failure(checks[i].context).is_none())
-        .count();
-    Ok(Ok(verdicts))
+        .map(|(checks, _)| Call::new(contexts, checks))
+        .collect();
+    let params: Vec<_> = calls.iter().map(Call::params).collect();
+    // A part with nothing to ask needs no transaction (nor its snapshot).
+    let transactions: Vec<Transaction> = parts
+        .iter()
+        .zip(&calls)
+        .zip(&params)
+        .filter(|((_, call), _)| !call.is_empty())
+        .map(|(((_, at), _), params)| Transaction {
+            at: *at,
+            sql: call::AUTHORIZE,
+            params,
+        })
+        .collect();
+    let mut answers = flight::fly(client, &transactions).await.into_iter();
+    calls
+        .into_iter()
+        .zip(parts)
+        .map(|(call, (checks, _))| {
+            if call.is_empty() {
+                return Ok(Ok(call.unsent()));
+            }
+            match answers.next().expect("one answer per transaction")? {
+                Ok(rows) => Ok(Ok(call.read(contexts, checks, rows)?)),
+                Err(failed) => Ok(Err(failed)),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

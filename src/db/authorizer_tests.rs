@@ -4,39 +4,6 @@ use serde_json::json;
 
 use super::*;
 
-fn caller(role: &str, claims: Value) -> Caller {
-    Caller::new(role.to_owned(), claims, None)
-}
-
-#[test]
-fn nul_in_a_role_or_anywhere_in_the_claims_cannot_reach_postgres() {
-    assert_eq!(
-        unrepresentable(&caller(
-            "app_user",
-            json!({"sub": "u", "a": [1, {"b": "c"}]})
-        )),
-        None
-    );
-    assert_eq!(
-        unrepresentable(&caller("app_user", json!({"sub": "\\u0000"}))),
-        None
-    );
-    for claims in [
-        json!({"sub": "u\u{0}"}),
-        json!({"a": {"b": [1, ["x\u{0}y"]]}}),
-        json!({"a": {"k\u{0}": 1}}),
-    ] {
-        assert_eq!(
-            unrepresentable(&caller("app_user", claims)),
-            Some(ContextFailure::Claims)
-        );
-    }
-    assert_eq!(
-        unrepresentable(&caller("app\u{0}user", json!({}))),
-        Some(ContextFailure::Role)
-    );
-}
-
 #[test]
 fn only_a_cancelled_policy_query_is_blamed_on_its_context_at_once() {
     let blame_of = blame_sqlstate;

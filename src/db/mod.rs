@@ -4,7 +4,9 @@
 
 pub mod as_of;
 pub mod authorizer;
+pub(crate) mod call;
 pub mod catalog;
+mod flight;
 pub mod jsonb;
 pub mod migrate;
 pub mod node_tree;

@@ -255,8 +255,9 @@ async fn route(
     let policies: Vec<Policy<'_>> = rows
         .iter()
         .filter_map(|r| {
+            // (RLS on and no policy: one row of nulls; nobody sees a row.)
             Some(Policy {
-                permissive: r.get("permissive"),
+                permissive: r.get::<_, Option<bool>>("permissive")?,
                 tree: r.get::<_, Option<&str>>("tree")?,
                 expr: r.get::<_, Option<&str>>("expr")?,
             })

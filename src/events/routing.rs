@@ -254,7 +254,7 @@ impl Routing {
             let Some(Some(route)) = state.routes.get(&(*relid, caller.role.clone())) else {
                 continue;
             };
-            if crate::db::authorizer::unrepresentable(caller).is_some() {
+            if crate::db::call::unrepresentable(caller).is_some() {
                 continue;
             }
             let keys = match &route.shape {
@@ -287,7 +287,7 @@ impl Routing {
             let Shape::Keyed { arms, .. } = &route.shape else {
                 continue;
             };
-            if crate::db::authorizer::unrepresentable(caller).is_some() {
+            if crate::db::call::unrepresentable(caller).is_some() {
                 questions.push(None);
                 continue;
             }

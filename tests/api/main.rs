@@ -1,6 +1,7 @@
 //! Integration tests: real Postgres, real sockets, real clients. One binary;
 //! every test gets its own database and pgherald instance.
 
+mod authorizer;
 mod capture;
 mod clients;
 mod config;
