@@ -373,7 +373,7 @@ impl Hub {
             .deliver(events, bounds, as_of, epoch, isolation, &routes)
             .await;
         if let Some(routing) = &self.routing {
-            routing.record(&routes);
+            routing.finish(routes);
         }
         dispatched
     }

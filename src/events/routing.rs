@@ -22,7 +22,7 @@
 //! Everything here is a cache: losing it (a cancelled dispatch, a database
 //! error) only means asking the authorizer, as without routing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,8 +86,8 @@ impl RoutingStats {
 struct State {
     /// The catalogs' fingerprint `routes` and `keys` hold for.
     version: Option<Arc<str>>,
-    /// Per (table, role): its route, or `None` when it has none.
-    routes: HashMap<(u32, String), Option<Arc<Route>>>,
+    /// Per table, per role: its route, or `None` when it has none.
+    routes: HashMap<u32, HashMap<String, Option<Arc<Route>>>>,
     /// Per (table, caller): its keys and the batch they were computed in
     /// (`None`: they could not be computed).
     keys: HashMap<TableCaller, (u64, Option<MomentKeys>)>,
@@ -98,10 +98,18 @@ struct State {
 /// A (table, caller).
 type TableCaller = (u32, Arc<str>);
 
-/// What a page may use: per (table, caller), its route and keys.
+impl State {
+    /// The route of (`relid`, `role`): `None` if not derived yet.
+    fn route(&self, relid: u32, role: &str) -> Option<&Option<Arc<Route>>> {
+        self.routes.get(&relid)?.get(role)
+    }
+}
+
+/// What a page may use: the routes and keys (moved out of [`Routing`] for
+/// the page, and given back with [`Routing::finish`]).
 #[derive(Default)]
 pub(super) struct View {
-    usable: HashMap<TableCaller, (Arc<Route>, Option<MomentKeys>)>,
+    state: Option<State>,
     skipped: AtomicU64,
     decided: AtomicU64,
 }
@@ -121,15 +129,6 @@ impl Routing {
         &self.stats
     }
 
-    /// Counts what a page's `view` did.
-    pub(super) fn record(&self, view: &View) {
-        let add = |to: &AtomicU64, from: &AtomicU64| {
-            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
-        };
-        add(&self.stats.skipped, &view.skipped);
-        add(&self.stats.decided, &view.decided);
-    }
-
     /// Notes the tables of a page of batch `epoch`: their events may change
     /// keys read from them. Every page is noted, whoever it reaches.
     pub(super) fn note(&self, events: &[Arc<Event>], epoch: u64) {
@@ -140,8 +139,9 @@ impl Routing {
     }
 
     /// The routes and keys a page of batch `epoch` may use for `callers`
-    /// (table, caller), deriving and computing what is missing or stale.
-    /// `whole`: the page is the whole batch.
+    /// (table, caller: distinct), deriving and computing what is missing or
+    /// stale. `whole`: the page is the whole batch. Give the view back with
+    /// [`Routing::finish`].
     pub(super) async fn prepare(
         &self,
         callers: &[(u32, Arc<Caller>)],
@@ -153,31 +153,50 @@ impl Routing {
             self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
             return View::default();
         };
-        // Taken out, worked on, put back: no lock across the awaits, and a
-        // dispatch cancelled midway leaves an empty cache, not a wrong one.
+        // Taken out for the page: no lock across the awaits, and a dispatch
+        // cancelled midway leaves an empty cache, not a wrong one.
         let mut state = std::mem::take(&mut *self.state.lock().expect("routing state"));
         if state.version.as_ref() != Some(version) {
             state.routes.clear();
             state.keys.clear();
             state.version = Some(version.clone());
         }
-        let view = match self.fill(&mut state, callers, as_of, epoch, whole).await {
-            Some(view) => view,
-            None => {
-                self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
-                View::default()
-            }
+        if !self.fill(&mut state, callers, as_of, epoch, whole).await {
+            self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
+            self.keep(state);
+            return View::default();
+        }
+        View {
+            state: Some(state),
+            ..View::default()
+        }
+    }
+
+    /// Gives back what `view` used, and counts what it did.
+    pub(super) fn finish(&self, view: View) {
+        let add = |to: &AtomicU64, from: &AtomicU64| {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
         };
+        add(&self.stats.skipped, &view.skipped);
+        add(&self.stats.decided, &view.decided);
+        if let Some(state) = view.state {
+            self.keep(state);
+        }
+    }
+
+    fn keep(&self, mut state: State) {
         let mut kept = self.state.lock().expect("routing state");
-        // Tables noted while this ran (none: only the listener dispatches).
+        // Tables noted while the state was out (none: only the listener
+        // dispatches, one page at a time).
         for (table, at) in std::mem::take(&mut kept.changed) {
             let seen = state.changed.entry(table).or_insert(at);
             *seen = (*seen).max(at);
         }
         *kept = state;
-        view
     }
 
+    /// Derives missing routes and computes missing or stale keys; `false`
+    /// when the page cannot be routed.
     async fn fill(
         &self,
         state: &mut State,
@@ -185,61 +204,68 @@ impl Routing {
         as_of: &AsOf,
         epoch: u64,
         whole: bool,
-    ) -> Option<View> {
+    ) -> bool {
         let mut missing: Vec<(u32, String)> = callers
             .iter()
+            .filter(|(relid, c)| state.route(*relid, &c.role).is_none())
             .map(|(relid, c)| (*relid, c.role.clone()))
-            .filter(|pair| !state.routes.contains_key(pair))
             .collect();
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
             let derived = match self.source.derive(&missing, as_of).await {
                 Ok(Some(derived)) => derived,
-                Ok(None) => return None,
+                Ok(None) => return false,
                 Err(e) => {
                     tracing::warn!(error = %e, "deriving routes failed; authorizing unrouted");
-                    return None;
+                    return false;
                 }
             };
             if Some(derived.version.as_str()) != state.version.as_deref() {
                 tracing::debug!(derived = %derived.version, held = ?state.version,
                     "routes derived under another catalog version; not routing this page");
-                return None;
+                return false;
             }
             self.stats
                 .derived
                 .fetch_add(missing.len() as u64, Ordering::Relaxed);
-            state.routes.extend(missing.into_iter().zip(derived.routes));
+            for ((relid, role), route) in missing.into_iter().zip(derived.routes) {
+                state.routes.entry(relid).or_default().insert(role, route);
+            }
         }
         let mut stale: Vec<(u32, Arc<Caller>, Arc<Route>)> = Vec::new();
-        let mut asked: HashSet<TableCaller> = HashSet::new();
         for (relid, caller) in callers {
-            let Some(Some(route)) = state.routes.get(&(*relid, caller.role.clone())) else {
+            // (Fields borrowed apart: keys are updated while routes are read.)
+            let route = state.routes.get(relid).and_then(|r| r.get(&caller.role));
+            let Some(Some(route)) = route else {
                 continue;
             };
             let Shape::Keyed { arms, reads, .. } = &route.shape else {
                 continue;
             };
-            if arms.is_empty() || !asked.insert((*relid, caller.key().clone())) {
+            if arms.is_empty() {
                 continue;
             }
-            let fresh = state
-                .keys
-                .get(&(*relid, caller.key().clone()))
-                .is_some_and(|(at, _)| {
-                    *at == epoch
-                        || (whole
-                            && reads
-                                .iter()
-                                .all(|t| state.changed.get(t).is_none_or(|c| c <= at)))
-                });
+            let cached = state.keys.get_mut(&(*relid, caller.key().clone()));
+            let fresh = cached.is_some_and(|(at, _)| {
+                let reusable = whole
+                    && reads
+                        .iter()
+                        .all(|t| state.changed.get(t).is_none_or(|c| c <= at));
+                if reusable {
+                    // Carried forward: what it read has not changed since.
+                    *at = epoch;
+                }
+                *at == epoch
+            });
             if !fresh {
                 stale.push((*relid, caller.clone(), route.clone()));
             }
         }
         if !stale.is_empty() {
-            let found = self.compute(&stale, as_of).await?;
+            let Some(found) = self.compute(&stale, as_of).await else {
+                return false;
+            };
             self.stats
                 .keys_computed
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
@@ -249,29 +275,7 @@ impl Routing {
                     .insert((*relid, caller.key().clone()), (epoch, keys));
             }
         }
-        let mut view = View::default();
-        for (relid, caller) in callers {
-            let Some(Some(route)) = state.routes.get(&(*relid, caller.role.clone())) else {
-                continue;
-            };
-            if crate::db::call::unrepresentable(caller).is_some() {
-                continue;
-            }
-            let keys = match &route.shape {
-                Shape::Everyone => None,
-                Shape::Keyed { arms, .. } if arms.is_empty() => Some(MomentKeys::default()),
-                Shape::Keyed { .. } => {
-                    match state.keys.get(&(*relid, caller.key().clone())) {
-                        Some((_, Some(keys))) => Some(keys.clone()),
-                        // Not computable for this caller: the authorizer decides.
-                        _ => continue,
-                    }
-                }
-            };
-            view.usable
-                .insert((*relid, caller.key().clone()), (route.clone(), keys));
-        }
-        Some(view)
+        true
     }
 
     /// Keys of `stale` callers, one database call per moment.
@@ -316,10 +320,31 @@ impl Routing {
 }
 
 impl View {
+    /// The route and keys of `caller` on `relid` (keys `None` for an
+    /// everyone route), or `None` when the authorizer alone decides.
+    fn usable(&self, relid: u32, caller: &Caller) -> Option<(&Route, Option<&MomentKeys>)> {
+        let state = self.state.as_ref()?;
+        let route = state.route(relid, &caller.role)?.as_deref()?;
+        if !plain(caller) {
+            // Postgres cannot hold its role or claims: the authorizer fails it.
+            return None;
+        }
+        let keys = match &route.shape {
+            Shape::Everyone => None,
+            Shape::Keyed { arms, .. } if arms.is_empty() => Some(&*NO_KEYS),
+            Shape::Keyed { .. } => match state.keys.get(&(relid, caller.key().clone())) {
+                Some((_, Some(keys))) => Some(keys),
+                // Not computable for this caller: the authorizer decides.
+                _ => return None,
+            },
+        };
+        Some((route, keys))
+    }
+
     /// Whether `caller`'s subscription may want `event` at all: `false` only
     /// when its route shows that it can see neither version of the row.
     pub(super) fn admits(&self, event: &Event, caller: &Caller) -> bool {
-        let Some((route, keys)) = self.usable.get(&(event.relid, caller.key().clone())) else {
+        let Some((route, keys)) = self.usable(event.relid, caller) else {
             return true;
         };
         let admits = |image: &Option<Arc<Value>>, keys: Option<&Arc<[String]>>| {
@@ -327,8 +352,8 @@ impl View {
                 .as_ref()
                 .is_some_and(|i| route.admits(i, keys.map(|k| k.as_ref())))
         };
-        let admitted = admits(&event.new_row, keys.as_ref().map(|k| &k.after))
-            || admits(&event.old_row, keys.as_ref().map(|k| &k.before));
+        let admitted = admits(&event.new_row, keys.map(|k| &k.after))
+            || admits(&event.old_row, keys.map(|k| &k.before));
         if !admitted {
             self.skipped.fetch_add(1, Ordering::Relaxed);
         }
@@ -338,7 +363,7 @@ impl View {
     /// The verdict on `check` (under `caller`) when the route alone decides
     /// it, with the columns the caller may select.
     pub(super) fn judge(&self, check: &Check, caller: &Caller) -> Option<(bool, Arc<[String]>)> {
-        let (route, keys) = self.usable.get(&(check.relid, caller.key().clone()))?;
+        let (route, keys) = self.usable(check.relid, caller)?;
         let keys = match (check.moment, keys) {
             (Moment::Now, _) => return None,
             (_, None) => None,
@@ -349,4 +374,15 @@ impl View {
         self.decided.fetch_add(1, Ordering::Relaxed);
         Some((visible, route.columns.clone()))
     }
+}
+
+/// The keys of a caller when no policy lets anyone see a row.
+static NO_KEYS: std::sync::LazyLock<MomentKeys> = std::sync::LazyLock::new(MomentKeys::default);
+
+/// Whether Postgres can hold `caller`'s role and claims: no NUL in either
+/// (serialized claims spell a NUL `\u0000`; a claim holding that text
+/// literally is taken for one too, which only means asking the authorizer).
+fn plain(caller: &Caller) -> bool {
+    let claims = &caller.key()[caller.role.len()..];
+    !caller.role.contains('\0') && !claims.contains("\\u0000")
 }
