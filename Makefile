@@ -51,8 +51,8 @@ test:
 bench:
 	scripts/bench.sh $(ARGS)
 
-# Every performance target's workload, then a table of met / NOT MET (about
-# five minutes): ARGS='--only 1,7' runs some of them.
+# Every performance target's workload, then a table of met / NOT MET (a few
+# minutes): ARGS='--only 1,7' runs some of them.
 bench-targets:
 	scripts/bench.sh --mode targets $(ARGS)
 

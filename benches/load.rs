@@ -35,9 +35,9 @@ struct Args {
     /// filter), rls (each user on the whole table, RLS alone decides), shared
     /// (fanout over a few users: many subscribers per security context),
     /// bigtx (E rows in one transaction, RSS sampled), all (fanout, targeted
-    /// and rls), or targets (every performance target, with its own
-    /// parameters: the flags below but --writers, --server and --server-env
-    /// are ignored).
+    /// and rls), or targets (every performance target with its own
+    /// parameters; of the flags below only --writers, --only, --server-env
+    /// and --server apply).
     #[arg(long, default_value = "all")]
     mode: String,
     /// WebSocket connections.
@@ -1009,7 +1009,7 @@ enum Check {
 
 /// The targets, with the parameters `--mode targets` runs them with: each
 /// workload's rate and subscriber count as the target states it, and E
-/// chosen for about 30 s of writes (the whole run takes about five minutes).
+/// chosen for about 30 s of writes (the whole run takes a few minutes).
 const TARGETS: &[Target] = &[
     Target {
         id: "1a",
