@@ -27,7 +27,7 @@ PGHERALD := $(TARGET_DIR)/release/pgherald
 DBENV := scripts/dbenv.sh
 ARGS ?=
 
-.PHONY: all build migrate run psql test bench bench-peers fuzz pg-start pg-stop pg-destroy fmt lint
+.PHONY: all build migrate run psql test bench bench-targets bench-peers fuzz pg-start pg-stop pg-destroy fmt lint
 
 all: build
 
@@ -50,6 +50,11 @@ test:
 
 bench:
 	scripts/bench.sh $(ARGS)
+
+# Every performance target's workload, then a table of met / NOT MET (a few
+# minutes): ARGS='--only 1,7' runs some of them.
+bench-targets:
+	scripts/bench.sh --mode targets $(ARGS)
 
 # pgherald beside PostGraphile 5 (benches/peers, installed by npm on first
 # use): ARGS='targeted:1000:2000:200 fanout:100:200:50' (the default).
