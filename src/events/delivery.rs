@@ -81,16 +81,19 @@ pub struct Plan<'e> {
     events: &'e [Arc<Event>],
     event_of: Vec<usize>,
     contexts: Vec<Arc<Caller>>,
+    /// The hub's number of each context.
+    numbers: Vec<u64>,
     checks: Vec<Check>,
     slots: Vec<Slots>,
 }
 
 impl<'e> Plan<'e> {
     /// Plans the checks for a live batch: old images judged as of its
-    /// start, new images as of its end.
+    /// start, new images as of its end. Candidates are (event index, the
+    /// hub's number of the caller's context, caller).
     pub fn live<'c>(
         events: &'e [Arc<Event>],
-        candidates: impl IntoIterator<Item = (usize, &'c Arc<Caller>)>,
+        candidates: impl IntoIterator<Item = (usize, u64, &'c Arc<Caller>)>,
     ) -> Plan<'e> {
         let moment = |is_new| match is_new {
             true => Moment::After,
@@ -100,14 +103,16 @@ impl<'e> Plan<'e> {
             events,
             event_of: Vec::new(),
             contexts: Vec::new(),
+            numbers: Vec::new(),
             checks: Vec::new(),
             slots: Vec::new(),
         };
-        let mut context_ids: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut context_ids: HashMap<u64, usize> = HashMap::new();
         let mut check_ids: HashMap<(usize, usize, bool), usize> = HashMap::new();
-        for (event_index, caller) in candidates {
-            let context = *context_ids.entry(caller.key().clone()).or_insert_with(|| {
+        for (event_index, number, caller) in candidates {
+            let context = *context_ids.entry(number).or_insert_with(|| {
                 plan.contexts.push(caller.clone());
+                plan.numbers.push(number);
                 plan.contexts.len() - 1
             });
             let event = &events[event_index];
@@ -165,7 +170,7 @@ impl<'e> Plan<'e> {
         let judged: Vec<Option<(bool, Arc<[String]>)>> = self
             .checks
             .iter()
-            .map(|c| routes.judge(c, &self.contexts[c.context]))
+            .map(|c| routes.judge(c, self.numbers[c.context], &self.contexts[c.context]))
             .collect();
         let asked: Vec<usize> = (0..self.checks.len())
             .filter(|&i| judged[i].is_none())

@@ -10,7 +10,7 @@
 //! skipped; so is one whose security context the authorizer could not evaluate (its role was
 //! dropped, say): it alone, the other subscribers get their deliveries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -20,6 +20,7 @@ use tokio::sync::{Notify, watch};
 use super::backlog::{Backlog, Outcome, STALL, Subscriber};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::queue::{self, Queue, QueueSender, Refused};
+use super::registry::{Entry, Registry};
 use super::routing::{Routing, RoutingStats, View};
 use super::snapshot::Snapshot;
 use super::{Event, Op};
@@ -29,15 +30,6 @@ use crate::db::as_of::AsOf;
 use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolation};
 use crate::db::routes::RouteSource;
 use crate::stages::Stages;
-
-struct Entry {
-    id: u64,
-    interest: Interest,
-    queue: QueueSender<Delivery>,
-    /// Batches numbered at or below this were read before the subscription existed.
-    joined_epoch: u64,
-    ended: Arc<OnceLock<EndReason>>,
-}
 
 /// Why the hub ended a subscription.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,13 +43,6 @@ pub enum EndReason {
     ContextFailed(ContextFailure),
     /// Its filter names a column its role may no longer select.
     ColumnRevoked,
-}
-
-#[derive(Default)]
-struct Registry {
-    by_table: HashMap<u32, HashMap<u64, Arc<Entry>>>,
-    next_id: u64,
-    epoch: u64,
 }
 
 /// Routes events to subscriptions.
@@ -212,17 +197,16 @@ impl Hub {
         reg.next_id += 1;
         let id = reg.next_id;
         let relid = interest.relid;
+        let context = reg.context_of(&interest.caller);
         let entry = Entry {
             id,
+            context,
             interest,
             queue: tx,
             joined_epoch: reg.epoch,
             ended: ended.clone(),
         };
-        reg.by_table
-            .entry(relid)
-            .or_default()
-            .insert(id, Arc::new(entry));
+        reg.insert(entry);
         drop(reg);
         self.changes.send_modify(|n| *n += 1);
         Some(Registration {
@@ -237,12 +221,7 @@ impl Hub {
 
     fn remove(&self, relid: u32, id: u64) {
         let mut reg = self.registry.lock().expect("hub registry");
-        if let Some(subs) = reg.by_table.get_mut(&relid) {
-            subs.remove(&id);
-            if subs.is_empty() {
-                reg.by_table.remove(&relid);
-            }
-        }
+        reg.take(relid, id);
         drop(reg);
         self.changes.send_modify(|n| *n += 1);
     }
@@ -250,9 +229,9 @@ impl Hub {
     /// Ends every subscription of table `relid` (dropped or untracked).
     pub fn close_table(&self, relid: u32) {
         let mut reg = self.registry.lock().expect("hub registry");
-        let gone = reg.by_table.remove(&relid).unwrap_or_default();
+        let gone = reg.take_table(relid);
         drop(reg);
-        self.end(gone.into_values().collect(), EndReason::TableGone);
+        self.end(gone, EndReason::TableGone);
     }
 
     /// Ends `entries` (already out of the registry) for `reason`; returns how many.
@@ -315,6 +294,9 @@ impl Hub {
             });
         }
         reg.by_table.retain(|_, subs| !subs.is_empty());
+        for entry in &ended {
+            reg.forget(entry);
+        }
         drop(reg);
         match ended.is_empty() {
             true => 0,
@@ -396,7 +378,7 @@ impl Hub {
             events,
             candidates
                 .iter()
-                .map(|c| (c.event, &c.entry.interest.caller)),
+                .map(|c| (c.event, c.entry.context, &c.entry.interest.caller)),
         );
         let started = Instant::now();
         let verdicts = plan
@@ -463,27 +445,11 @@ impl Hub {
 
     /// The distinct (table, security context) of subscriptions to the
     /// tables of `events`.
-    fn callers_of(&self, events: &[Arc<Event>]) -> Vec<(u32, Arc<Caller>)> {
-        let reg = self.registry.lock().expect("hub registry");
+    fn callers_of(&self, events: &[Arc<Event>]) -> Vec<(u32, u64, Arc<Caller>)> {
         let mut tables: Vec<u32> = events.iter().map(|e| e.relid).collect();
         tables.sort_unstable();
         tables.dedup();
-        let mut seen: HashSet<(u32, &Arc<str>)> = HashSet::new();
-        let mut out = Vec::new();
-        for relid in tables {
-            for entry in reg
-                .by_table
-                .get(&relid)
-                .into_iter()
-                .flat_map(HashMap::values)
-            {
-                let caller = &entry.interest.caller;
-                if seen.insert((relid, caller.key())) {
-                    out.push((relid, caller.clone()));
-                }
-            }
-        }
-        out
+        self.registry.lock().expect("hub registry").callers(&tables)
     }
 
     fn match_events(&self, events: &[Arc<Event>], epoch: u64, routes: &View) -> Vec<Candidate> {
@@ -501,7 +467,7 @@ impl Hub {
                             .into_iter()
                             .flatten()
                             .any(|img| entry.interest.filter.matches(img))
-                            && routes.admits(event, &entry.interest.caller)));
+                            && routes.admits(event, entry.context, &entry.interest.caller)));
                 if wants {
                     out.push(Candidate {
                         event: i,

@@ -14,6 +14,7 @@ pub mod moments;
 pub mod outbox;
 pub mod privileges;
 pub mod queue;
+mod registry;
 pub mod routing;
 pub mod snapshot;
 

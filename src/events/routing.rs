@@ -95,8 +95,8 @@ struct State {
     changed: HashMap<u32, u64>,
 }
 
-/// A (table, caller).
-type TableCaller = (u32, Arc<str>);
+/// A (table, context number).
+type TableCaller = (u32, u64);
 
 impl State {
     /// The route of (`relid`, `role`): `None` if not derived yet.
@@ -144,7 +144,7 @@ impl Routing {
     /// [`Routing::finish`].
     pub(super) async fn prepare(
         &self,
-        callers: &[(u32, Arc<Caller>)],
+        callers: &[(u32, u64, Arc<Caller>)],
         as_of: &AsOf,
         epoch: u64,
         whole: bool,
@@ -200,15 +200,15 @@ impl Routing {
     async fn fill(
         &self,
         state: &mut State,
-        callers: &[(u32, Arc<Caller>)],
+        callers: &[(u32, u64, Arc<Caller>)],
         as_of: &AsOf,
         epoch: u64,
         whole: bool,
     ) -> bool {
         let mut missing: Vec<(u32, String)> = callers
             .iter()
-            .filter(|(relid, c)| state.route(*relid, &c.role).is_none())
-            .map(|(relid, c)| (*relid, c.role.clone()))
+            .filter(|(relid, _, c)| state.route(*relid, &c.role).is_none())
+            .map(|(relid, _, c)| (*relid, c.role.clone()))
             .collect();
         missing.sort_unstable();
         missing.dedup();
@@ -233,8 +233,8 @@ impl Routing {
                 state.routes.entry(relid).or_default().insert(role, route);
             }
         }
-        let mut stale: Vec<(u32, Arc<Caller>, Arc<Route>)> = Vec::new();
-        for (relid, caller) in callers {
+        let mut stale: Vec<(u32, u64, Arc<Caller>, Arc<Route>)> = Vec::new();
+        for (relid, context, caller) in callers {
             // (Fields borrowed apart: keys are updated while routes are read.)
             let route = state.routes.get(relid).and_then(|r| r.get(&caller.role));
             let Some(Some(route)) = route else {
@@ -246,7 +246,7 @@ impl Routing {
             if arms.is_empty() {
                 continue;
             }
-            let cached = state.keys.get_mut(&(*relid, caller.key().clone()));
+            let cached = state.keys.get_mut(&(*relid, *context));
             let fresh = cached.is_some_and(|(at, _)| {
                 let reusable = whole
                     && reads
@@ -259,7 +259,7 @@ impl Routing {
                 *at == epoch
             });
             if !fresh {
-                stale.push((*relid, caller.clone(), route.clone()));
+                stale.push((*relid, *context, caller.clone(), route.clone()));
             }
         }
         if !stale.is_empty() {
@@ -269,10 +269,8 @@ impl Routing {
             self.stats
                 .keys_computed
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
-            for ((relid, caller, _), keys) in stale.iter().zip(found) {
-                state
-                    .keys
-                    .insert((*relid, caller.key().clone()), (epoch, keys));
+            for ((relid, context, _, _), keys) in stale.iter().zip(found) {
+                state.keys.insert((*relid, *context), (epoch, keys));
             }
         }
         true
@@ -281,13 +279,13 @@ impl Routing {
     /// Keys of `stale` callers, one database call per moment.
     async fn compute(
         &self,
-        stale: &[(u32, Arc<Caller>, Arc<Route>)],
+        stale: &[(u32, u64, Arc<Caller>, Arc<Route>)],
         as_of: &AsOf,
     ) -> Option<Vec<Option<MomentKeys>>> {
         let mut callers: Vec<&Caller> = Vec::new();
-        let mut index: HashMap<&Arc<str>, usize> = HashMap::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
         let mut questions = Vec::with_capacity(stale.len());
-        for (_, caller, route) in stale {
+        for (_, context, caller, route) in stale {
             let Shape::Keyed { arms, .. } = &route.shape else {
                 continue;
             };
@@ -295,7 +293,7 @@ impl Routing {
                 questions.push(None);
                 continue;
             }
-            let at = *index.entry(caller.key()).or_insert_with(|| {
+            let at = *index.entry(*context).or_insert_with(|| {
                 callers.push(caller);
                 callers.len() - 1
             });
@@ -322,7 +320,12 @@ impl Routing {
 impl View {
     /// The route and keys of `caller` on `relid` (keys `None` for an
     /// everyone route), or `None` when the authorizer alone decides.
-    fn usable(&self, relid: u32, caller: &Caller) -> Option<(&Route, Option<&MomentKeys>)> {
+    fn usable(
+        &self,
+        relid: u32,
+        context: u64,
+        caller: &Caller,
+    ) -> Option<(&Route, Option<&MomentKeys>)> {
         let state = self.state.as_ref()?;
         let route = state.route(relid, &caller.role)?.as_deref()?;
         if !plain(caller) {
@@ -332,7 +335,7 @@ impl View {
         let keys = match &route.shape {
             Shape::Everyone => None,
             Shape::Keyed { arms, .. } if arms.is_empty() => Some(&*NO_KEYS),
-            Shape::Keyed { .. } => match state.keys.get(&(relid, caller.key().clone())) {
+            Shape::Keyed { .. } => match state.keys.get(&(relid, context)) {
                 Some((_, Some(keys))) => Some(keys),
                 // Not computable for this caller: the authorizer decides.
                 _ => return None,
@@ -343,8 +346,8 @@ impl View {
 
     /// Whether `caller`'s subscription may want `event` at all: `false` only
     /// when its route shows that it can see neither version of the row.
-    pub(super) fn admits(&self, event: &Event, caller: &Caller) -> bool {
-        let Some((route, keys)) = self.usable(event.relid, caller) else {
+    pub(super) fn admits(&self, event: &Event, context: u64, caller: &Caller) -> bool {
+        let Some((route, keys)) = self.usable(event.relid, context, caller) else {
             return true;
         };
         let admits = |image: &Option<Arc<Value>>, keys: Option<&Arc<[String]>>| {
@@ -360,10 +363,15 @@ impl View {
         admitted
     }
 
-    /// The verdict on `check` (under `caller`) when the route alone decides
-    /// it, with the columns the caller may select.
-    pub(super) fn judge(&self, check: &Check, caller: &Caller) -> Option<(bool, Arc<[String]>)> {
-        let (route, keys) = self.usable(check.relid, caller)?;
+    /// The verdict on `check` (under `caller`, context number `context`)
+    /// when the route alone decides it, with the columns the caller may select.
+    pub(super) fn judge(
+        &self,
+        check: &Check,
+        context: u64,
+        caller: &Caller,
+    ) -> Option<(bool, Arc<[String]>)> {
+        let (route, keys) = self.usable(check.relid, context, caller)?;
         let keys = match (check.moment, keys) {
             (Moment::Now, _) => return None,
             (_, None) => None,
