@@ -1,5 +1,5 @@
-//! The application: `Application::build` wires the pool, listener, hub,
-//! schema reloader, pruner and HTTP server together. `main` and the tests
+//! The application: `Application::build` wires the pool, listener, relay,
+//! hub, schema reloader, pruner and HTTP server together. `main` and the tests
 //! both start pgherald through it.
 
 use std::net::SocketAddr;
@@ -19,8 +19,9 @@ use crate::events::catchup;
 use crate::events::cursor::CursorCodec;
 use crate::events::feed::Feed;
 use crate::events::hub::Hub;
-use crate::events::listener::{self, ListenerConfig, ListenerStatus};
+use crate::events::listener::{self, ListenerStatus};
 use crate::events::privileges;
+use crate::events::relay::{self, RelayStatus};
 use crate::graphql::{self, SchemaHandle};
 use crate::origin::AllowedOrigins;
 use crate::state::AppState;
@@ -99,6 +100,7 @@ impl Application {
             config.limits.subscription_queue,
         );
         let status = Arc::new(ListenerStatus::default());
+        let relay_status = Arc::new(RelayStatus::default());
         let state = Arc::new(AppState {
             pool: pool.clone(),
             internal_pool: internal_pool.clone(),
@@ -114,6 +116,7 @@ impl Application {
             roles: RoleGate::new(config.role_cache_ttl),
             anon_role: config.anon_role.clone(),
             listener: status.clone(),
+            relay: relay_status.clone(),
             limits: config.limits.clone(),
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             connections: ws::Registry::new(
@@ -125,9 +128,19 @@ impl Application {
         });
 
         let tasks = TaskTracker::new();
+        if config.relay.enabled {
+            let mut relay_config = listener_config.clone();
+            relay_config.application_name(relay::APPLICATION_NAME);
+            tasks.spawn(relay::run(
+                relay_config,
+                config.relay.clone(),
+                relay_status,
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(listener::run(
             listener_config,
-            ListenerConfig::default(),
+            config.listener.clone(),
             hub,
             status.clone(),
             shutdown.clone(),

@@ -1,5 +1,6 @@
-//! The event pipeline: the outbox reader, the listener that drives it, the hub
-//! that routes events to subscriptions, and the cursors clients resume from.
+//! The event pipeline: the outbox reader, the listener that drives it, the
+//! relay that wakes it for tables in relay mode, the hub that routes events
+//! to subscriptions, and the cursors clients resume from.
 
 pub mod batches;
 pub mod catchup;
@@ -13,6 +14,7 @@ pub mod moments;
 pub mod outbox;
 pub mod privileges;
 pub mod queue;
+pub mod relay;
 pub mod snapshot;
 
 use std::sync::Arc;
