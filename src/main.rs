@@ -95,6 +95,10 @@ struct RelayArgs {
     /// latency it adds, at most).
     #[arg(long, env = "HERALD_RELAY_POLL_INTERVAL", default_value = "2ms", value_parser = parse_duration)]
     relay_poll_interval: Duration,
+    /// How long the relay waits after a wake-up before looking again: under
+    /// sustained writes, listeners read one batch per this interval.
+    #[arg(long, env = "HERALD_RELAY_BUSY_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
+    relay_busy_interval: Duration,
     /// How often an instance that is not the relay tries to become it.
     #[arg(long, env = "HERALD_RELAY_RETRY_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
     relay_retry_interval: Duration,
@@ -105,6 +109,7 @@ impl RelayArgs {
     fn apply(self, config: &mut Config) {
         config.relay.enabled = self.enabled;
         config.relay.poll_interval = self.relay_poll_interval;
+        config.relay.busy_interval = self.relay_busy_interval;
         config.relay.retry_interval = self.relay_retry_interval;
     }
 }

@@ -38,6 +38,11 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// How often the relay looks for new relay-mode events.
     pub poll_interval: Duration,
+    /// How long the relay waits after a wake-up before looking again (when
+    /// longer than `poll_interval`): under sustained writes listeners then
+    /// read one batch per this interval instead of one per poll, each batch
+    /// costing them a few round trips.
+    pub busy_interval: Duration,
     /// How often an instance that is not the relay tries to become it; also
     /// how often the relay looks while no table is in relay mode.
     pub retry_interval: Duration,
@@ -54,10 +59,26 @@ impl Default for RelayConfig {
         RelayConfig {
             enabled: true,
             poll_interval: Duration::from_millis(2),
+            busy_interval: Duration::from_millis(10),
             retry_interval: Duration::from_millis(500),
             query_timeout: Duration::from_secs(5),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// How long the relay waits before its next poll, after one that saw
+    /// `relay_tables` tables in relay mode and did or did not send a wake-up.
+    fn pause_after(&self, relay_tables: i32, notified: bool) -> Duration {
+        if relay_tables <= 0 {
+            // Nothing to relay: look rarely, as candidates do.
+            self.retry_interval
+        } else if notified {
+            self.busy_interval.max(self.poll_interval)
+        } else {
+            self.poll_interval
         }
     }
 }
@@ -189,6 +210,10 @@ async fn session(
     let _abort_driver = AbortOnDrop(driver);
     *connected = true;
 
+    // The relay's transactions write nothing but a NOTIFY (which gives them
+    // an xid, hence a commit record): they need not wait for its WAL flush.
+    // The wake-up is sent at commit either way, and it is only a wake-up.
+    timed(config, client.batch_execute("set synchronous_commit = off")).await??;
     let lock = timed(config, client.prepare("select pg_try_advisory_lock($1)")).await??;
     loop {
         let won: bool = timed(config, client.query_one(&lock, &[&RELAY_LOCK_KEY]))
@@ -226,17 +251,10 @@ async fn session(
         if notified {
             tracing::debug!(relay_tables, "relay sent a wake-up");
         }
-        // With no table in relay mode there is nothing to relay: look
-        // rarely, as candidates do.
-        let pause = if relay_tables > 0 {
-            config.poll_interval
-        } else {
-            config.retry_interval
-        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = closed.cancelled() => return Err(RelayError::Closed),
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(config.pause_after(relay_tables, notified)) => {}
         }
     }
 }
@@ -255,5 +273,27 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_polls_often_waits_after_a_wake_up_and_idles_without_relay_tables() {
+        let config = RelayConfig::default();
+        assert_eq!(config.pause_after(2, false), config.poll_interval);
+        assert_eq!(config.pause_after(2, true), config.busy_interval);
+        assert_eq!(config.pause_after(0, false), config.retry_interval);
+        let slow_polls = RelayConfig {
+            poll_interval: Duration::from_millis(50),
+            ..RelayConfig::default()
+        };
+        assert_eq!(
+            slow_polls.pause_after(1, true),
+            Duration::from_millis(50),
+            "never sooner than the poll interval"
+        );
     }
 }
