@@ -301,7 +301,7 @@ pub async fn apply(
     let mut late: Vec<&refinery::Migration> = migrations
         .iter()
         .filter(|m| {
-            let version = m.version() as i32;
+            let version = m.version();
             // Unversioned migrations (U…) apply whenever they are new.
             m.to_string().starts_with('V')
                 && !applied.contains(&version)
@@ -331,7 +331,7 @@ pub async fn apply(
                 "insert into {history} (version, name, applied_on, checksum) values ($1, $2, $3, $4)"
             ),
             &[
-                &(m.version() as i32),
+                &m.version(),
                 &m.name(),
                 &applied_on,
                 &m.checksum().to_string(),
