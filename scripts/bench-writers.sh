@@ -53,7 +53,7 @@ with_db() {
 }
 ADMIN_URL="$(with_db "$HERALD_ADMIN_DATABASE_URL" "$DB")"
 APP_URL="$(with_db "$DATABASE_URL" "$DB")"
-sql() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -tA "$ADMIN_URL" "$@"; }
+sql() { PGOPTIONS="-c client_min_messages=warning" "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -tA "$ADMIN_URL" "$@"; }
 
 cargo build --release --bin pgherald
 
