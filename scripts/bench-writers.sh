@@ -21,8 +21,8 @@
 # benches/results/<date>-writers.json.
 #
 # Knobs (environment): CLIENTS (16), THREADS (2), DURATION (seconds per run,
-# 15), ROUNDS (2), PROTOCOL (pgbench -M: prepared or simple; prepared),
-# POLL (HERALD_RELAY_POLL_INTERVAL, 2ms), OUT (the JSON file).
+# 15), ROUNDS (2), PROTOCOL (pgbench -M: simple, pgbench's default, or
+# prepared), POLL (HERALD_RELAY_POLL_INTERVAL, 2ms), OUT (the JSON file).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -34,7 +34,7 @@ CLIENTS="${CLIENTS:-16}"
 THREADS="${THREADS:-2}"
 DURATION="${DURATION:-15}"
 ROUNDS="${ROUNDS:-2}"
-PROTOCOL="${PROTOCOL:-prepared}"
+PROTOCOL="${PROTOCOL:-simple}"
 POLL="${POLL:-2ms}"
 OUT="${OUT:-$ROOT/benches/results/$(date +%F)-writers.json}"
 DB=pgherald_writers
