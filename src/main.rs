@@ -92,7 +92,7 @@ struct RelayArgs {
     )]
     enabled: bool,
     /// How often the relay looks for new events of relay-mode tables (the
-    /// latency it adds, at most).
+    /// most it delays a change while writes are sparse).
     #[arg(long, env = "HERALD_RELAY_POLL_INTERVAL", default_value = "2ms", value_parser = parse_duration)]
     relay_poll_interval: Duration,
     /// How long the relay waits after a wake-up before looking again: under
