@@ -9,9 +9,10 @@
 -- per batch of them from its own transaction. Default mode is unchanged: the
 -- trigger notifies, one wake-up per writing transaction.
 --
--- (No V8 here: another branch owns that number. Versions apply in order on a
--- fresh database, and a lower version landing after this one was applied is
--- applied late by `pgherald migrate`; see src/db/migrate.rs.)
+-- It replaces only what it owns (the capture functions, track, the outbox's
+-- capture-time index) and assumes nothing of other versions but V1, so that
+-- a lower version applied after it (see src/db/migrate.rs) finds what it
+-- expects.
 
 -- The mode of each tracked table, for instances, the relay and operators.
 alter table herald.tracked add column relay boolean not null default false;
