@@ -13,6 +13,7 @@
 #   make migrate                   # pgherald's own schema only (herald.*)
 #   make migrate ARGS=--demo       # plus the demo SaaS schema (examples/saas)
 #   make test ARGS='ws::'          # extra args go to cargo nextest / cargo test
+#   make bench-writers             # writers' TPS: untracked, tracked, tracked in relay mode
 #   echo 'select 1' | make psql
 #   make test DATABASE_URL=postgres://postgres@db:5432/pgherald
 
@@ -27,7 +28,7 @@ PGHERALD := $(TARGET_DIR)/release/pgherald
 DBENV := scripts/dbenv.sh
 ARGS ?=
 
-.PHONY: all build migrate run psql test bench bench-targets bench-peers fuzz pg-start pg-stop pg-destroy fmt lint
+.PHONY: all build migrate run psql test bench bench-targets bench-peers bench-writers fuzz pg-start pg-stop pg-destroy fmt lint
 
 all: build
 
@@ -60,6 +61,11 @@ bench-targets:
 # use): ARGS='targeted:1000:2000:200 fanout:100:200:50' (the default).
 bench-peers:
 	scripts/bench-peers.sh $(ARGS)
+
+# Knobs as environment variables: CLIENTS, DURATION, ROUNDS, PROTOCOL, POLL
+# (see the script).
+bench-writers:
+	scripts/bench-writers.sh
 
 # Longer fuzzing than `make test` runs (tests/fuzz.rs): FUZZ_CASES per target.
 FUZZ_CASES ?= 200000

@@ -1,5 +1,5 @@
-//! The application: `Application::build` wires the pool, listener, hub,
-//! schema reloader, pruner and HTTP server together. `main` and the tests
+//! The application: `Application::build` wires the pool, listener, relay,
+//! hub, schema reloader, pruner and HTTP server together. `main` and the tests
 //! both start pgherald through it.
 
 use std::net::SocketAddr;
@@ -20,8 +20,9 @@ use crate::events::catchup;
 use crate::events::cursor::CursorCodec;
 use crate::events::feed::Feed;
 use crate::events::hub::Hub;
-use crate::events::listener::{self, ListenerConfig, ListenerStatus};
+use crate::events::listener::{self, ListenerStatus};
 use crate::events::privileges;
+use crate::events::relay::{self, RelayStatus};
 use crate::graphql::{self, SchemaHandle};
 use crate::origin::AllowedOrigins;
 use crate::state::AppState;
@@ -101,6 +102,7 @@ impl Application {
             config.limits.subscription_queue,
         );
         let status = Arc::new(ListenerStatus::default());
+        let relay_status = Arc::new(RelayStatus::default());
         let state = Arc::new(AppState {
             pool: pool.clone(),
             internal_pool: internal_pool.clone(),
@@ -116,6 +118,7 @@ impl Application {
             roles: RoleGate::new(config.role_cache_ttl),
             anon_role: config.anon_role.clone(),
             listener: status.clone(),
+            relay: relay_status.clone(),
             limits: config.limits.clone(),
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             connections: ws::Registry::new(
@@ -127,9 +130,19 @@ impl Application {
         });
 
         let tasks = TaskTracker::new();
+        if config.relay.enabled {
+            let mut relay_config = listener_config.clone();
+            relay_config.application_name(relay::APPLICATION_NAME);
+            tasks.spawn(relay::run(
+                relay_config,
+                config.relay.clone(),
+                relay_status,
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(listener::run(
             listener_config,
-            ListenerConfig::default(),
+            config.listener.clone(),
             hub,
             status.clone(),
             shutdown.clone(),

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::RoleClaim;
+use crate::events::listener::ListenerConfig;
+use crate::events::relay::RelayConfig;
 use crate::graphql::limits::CostLimits;
 use crate::origin::AllowedOrigins;
 
@@ -230,6 +232,10 @@ pub struct Config {
     /// Origins besides the server's own whose requests may authenticate with
     /// the `JWT` cookie (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
+    /// Listener timings (its safety read, heartbeat, reconnects).
+    pub listener: ListenerConfig,
+    /// Relay election and polling (tables tracked in relay mode).
+    pub relay: RelayConfig,
 }
 
 impl Config {
@@ -252,6 +258,8 @@ impl Config {
             prune_interval: Duration::from_secs(300),
             limits: Limits::default(),
             allowed_origins: Vec::new(),
+            listener: ListenerConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 
@@ -261,24 +269,34 @@ impl Config {
         if let Err(e) = AllowedOrigins::parse(&self.allowed_origins) {
             errors.extend(e);
         }
+        for (name, value) in [
+            ("HERALD_RELAY_POLL_INTERVAL", self.relay.poll_interval),
+            ("HERALD_RELAY_RETRY_INTERVAL", self.relay.retry_interval),
+        ] {
+            if self.relay.enabled && value.is_zero() {
+                errors.push(format!("{name} must be more than 0 (e.g. 2ms)"));
+            }
+        }
         errors
     }
 }
 
-/// Parses durations like `90s`, `15m`, `1h`, `7d` (plain numbers are seconds).
+/// Parses durations like `2ms`, `90s`, `15m`, `1h`, `7d` (plain numbers are
+/// seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 30s, 15m, 1h, 7d)"))?;
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 30s, 15m, 1h, 7d)"))?;
     let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("invalid duration unit in {s:?} (s, m, h or d)")),
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h or d)")),
     };
     Ok(Duration::from_secs(secs))
 }
@@ -332,6 +350,7 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604800));
+        assert_eq!(parse_duration("2ms").unwrap(), Duration::from_millis(2));
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("h").is_err());
     }

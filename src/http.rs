@@ -338,6 +338,7 @@ fn metrics(state: &AppState) -> String {
     let l = &state.listener;
     let open = state.limits.max_connections - state.connection_permits.available_permits();
     let a = state.hub.authorizer_stats();
+    let r = &state.relay;
     let mut out = format!(
         "# TYPE pgherald_listener_connected gauge\npgherald_listener_connected {}\n\
          # TYPE pgherald_listener_connects_total counter\npgherald_listener_connects_total {}\n\
@@ -353,7 +354,12 @@ fn metrics(state: &AppState) -> String {
          # TYPE pgherald_context_failed_subscriptions_total counter\npgherald_context_failed_subscriptions_total {}\n\
          # TYPE pgherald_listener_heartbeat_sent gauge\npgherald_listener_heartbeat_sent {}\n\
          # TYPE pgherald_listener_heartbeat_seen gauge\npgherald_listener_heartbeat_seen {}\n\
-         # TYPE pgherald_listener_foreign_heartbeats_total counter\npgherald_listener_foreign_heartbeats_total {}\n",
+         # TYPE pgherald_listener_foreign_heartbeats_total counter\npgherald_listener_foreign_heartbeats_total {}\n\
+         # TYPE pgherald_relay_active gauge\npgherald_relay_active {}\n\
+         # TYPE pgherald_relay_elections_total counter\npgherald_relay_elections_total {}\n\
+         # TYPE pgherald_relay_polls_total counter\npgherald_relay_polls_total {}\n\
+         # TYPE pgherald_relay_notifies_total counter\npgherald_relay_notifies_total {}\n\
+         # TYPE pgherald_relay_tables gauge\npgherald_relay_tables {}\n",
         u8::from(l.is_connected()),
         l.connects.load(Ordering::Relaxed),
         l.events.load(Ordering::Relaxed),
@@ -369,6 +375,11 @@ fn metrics(state: &AppState) -> String {
         l.heartbeat_sent.load(Ordering::Relaxed),
         l.heartbeat_seen.load(Ordering::Relaxed),
         l.foreign_heartbeats.load(Ordering::Relaxed),
+        u8::from(r.is_active()),
+        r.elections.load(Ordering::Relaxed),
+        r.polls.load(Ordering::Relaxed),
+        r.notifies.load(Ordering::Relaxed),
+        r.relay_tables.load(Ordering::Relaxed),
     );
     state.hub.stages().render(&mut out);
     if let Some(routing) = state.hub.routing_stats() {

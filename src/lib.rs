@@ -3,7 +3,9 @@
 //! How a row change reaches a subscriber, and the module that owns each step:
 //!
 //! 1. A trigger on a tracked table writes the change to the outbox
-//!    `herald.events` and sends a wake-up NOTIFY (`migrations/`).
+//!    `herald.events` and sends a wake-up NOTIFY (`migrations/`); for a table
+//!    in relay mode, [`events::relay`] sends it, from the one instance
+//!    elected to.
 //! 2. [`events::listener`] holds one dedicated LISTEN connection per instance;
 //!    each wake-up reads the batch of events committed since the last
 //!    snapshot ([`events::batches`], [`events::outbox`], [`events::snapshot`]).

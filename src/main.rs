@@ -78,6 +78,42 @@ struct TokenCheckArgs {
     role_cache_ttl: Duration,
 }
 
+/// The relay: who sends the wake-ups of tables tracked in relay mode.
+#[derive(clap::Args)]
+struct RelayArgs {
+    /// Campaign to be the relay (one instance per database is; the others
+    /// stand by). Off: this instance never relays.
+    #[arg(
+        long = "relay",
+        env = "HERALD_RELAY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    enabled: bool,
+    /// How often the relay looks for new events of relay-mode tables (the
+    /// most it delays a change while writes are sparse).
+    #[arg(long, env = "HERALD_RELAY_POLL_INTERVAL", default_value = "2ms", value_parser = parse_duration)]
+    relay_poll_interval: Duration,
+    /// How long the relay waits after a wake-up before looking again: under
+    /// sustained writes, listeners read one batch per this interval.
+    #[arg(long, env = "HERALD_RELAY_BUSY_INTERVAL", default_value = "10ms", value_parser = parse_duration)]
+    relay_busy_interval: Duration,
+    /// How often an instance that is not the relay tries to become it.
+    #[arg(long, env = "HERALD_RELAY_RETRY_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    relay_retry_interval: Duration,
+}
+
+impl RelayArgs {
+    /// Puts the relay settings into `config`.
+    fn apply(self, config: &mut Config) {
+        config.relay.enabled = self.enabled;
+        config.relay.poll_interval = self.relay_poll_interval;
+        config.relay.busy_interval = self.relay_busy_interval;
+        config.relay.retry_interval = self.relay_retry_interval;
+    }
+}
+
 /// Limits that protect the instance and other clients from one client, and
 /// who may use the `JWT` cookie (`serve`).
 #[derive(clap::Args)]
@@ -198,6 +234,8 @@ enum Command {
         retention: Duration,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        relay: RelayArgs,
     },
     /// Create roles and apply pgherald's migrations (and, with --demo, the demo schema).
     Migrate {
@@ -293,9 +331,11 @@ async fn run() -> anyhow::Result<()> {
             pool_size,
             retention,
             limits,
+            relay,
         } => {
             let mut config = Config::new(database_url, key.key()?);
             limits.apply(&mut config);
+            relay.apply(&mut config);
             config.jwt_leeway = checks.jwt_leeway;
             config.jwt_audience = claims.jwt_audience;
             config.jwt_issuer = claims.jwt_issuer;

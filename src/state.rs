@@ -13,6 +13,7 @@ use crate::db::roles::RoleGate;
 use crate::events::feed::Feed;
 use crate::events::hub::Hub;
 use crate::events::listener::ListenerStatus;
+use crate::events::relay::RelayStatus;
 use crate::graphql::{Context, SchemaHandle};
 use crate::origin::AllowedOrigins;
 use crate::ws::Registry;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub anon_role: Option<String>,
     /// Listener health.
     pub listener: Arc<ListenerStatus>,
+    /// Whether this instance is the relay, and what it sent.
+    pub relay: Arc<RelayStatus>,
     /// Per-connection limits.
     pub limits: Limits,
     /// Caps open WebSocket connections.

@@ -5,6 +5,15 @@
 //!
 //! With `demo`, the demo SaaS schema of `examples/saas/migrations/` follows
 //! (tables in `public`, their policies and `herald.track` calls).
+//!
+//! Versions apply in version order, and gaps are fine (V7 then V9). A version
+//! below the newest applied one that was never applied is a migration that
+//! landed late: two branches numbered theirs V8 and V9, and V9 reached this
+//! database first. refinery alone refuses it (as "missing from the
+//! filesystem"); [`apply`] applies it first, logged, each such version in its
+//! own transaction with its history row, as refinery would record it. So
+//! migrations must not assume that a higher version is absent: each one
+//! replaces only what it owns.
 
 /// pgherald's own schema.
 mod herald {
@@ -31,6 +40,14 @@ const DEMO_HISTORY: &str = "herald.demo_schema_history";
 
 /// Serialises concurrent migrators of one database.
 const LOCK_KEY: i64 = 727274;
+
+/// pgherald's own migrations, in version order (tests apply subsets with
+/// [`apply`]).
+pub fn core_migrations() -> Vec<refinery::Migration> {
+    let mut all = herald::migrations::runner().get_migrations().clone();
+    all.sort();
+    all
+}
 
 /// Identifies the embedded migrations, core and demo (versions, names,
 /// checksums): equal strings mean the same schemas.
@@ -235,23 +252,16 @@ pub async fn run(
         )
         .await?;
 
-    let mut runner = herald::migrations::runner();
-    runner.set_migration_table_name(CORE_HISTORY);
-    let mut applied = runner
-        .run_async(&mut client)
-        .await
-        .map_err(|e| MigrateError::migration("herald schema", e))?
-        .applied_migrations()
-        .len();
+    let mut applied = apply(
+        &mut client,
+        "herald schema",
+        CORE_HISTORY,
+        &core_migrations(),
+    )
+    .await?;
     if demo {
-        let mut runner = demo::migrations::runner();
-        runner.set_migration_table_name(DEMO_HISTORY);
-        applied += runner
-            .run_async(&mut client)
-            .await
-            .map_err(|e| MigrateError::migration("demo schema", e))?
-            .applied_migrations()
-            .len();
+        let demo = demo::migrations::runner().get_migrations().clone();
+        applied += apply(&mut client, "demo schema", DEMO_HISTORY, &demo).await?;
     }
 
     client
@@ -260,4 +270,81 @@ pub async fn run(
     drop(client);
     let _ = driver.await;
     Ok(applied)
+}
+
+/// Applies `migrations` (of `set`, "herald schema" or "demo schema") with
+/// their history in `history`: first any that landed late (never applied,
+/// below the newest applied version), in version order, then the rest through
+/// refinery, which also checks that every applied one is unchanged. Returns
+/// how many were applied. The caller serialises migrators.
+pub async fn apply(
+    client: &mut tokio_postgres::Client,
+    set: &'static str,
+    history: &str,
+    migrations: &[refinery::Migration],
+) -> Result<usize, MigrateError> {
+    let recorded: bool = client
+        .query_one("select to_regclass($1) is not null", &[&history])
+        .await?
+        .get(0);
+    let applied: Vec<i32> = if recorded {
+        client
+            .query(&format!("select version from {history}"), &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let newest = applied.iter().copied().max();
+    let mut late: Vec<&refinery::Migration> = migrations
+        .iter()
+        .filter(|m| {
+            let version = m.version();
+            // Unversioned migrations (U…) apply whenever they are new.
+            m.to_string().starts_with('V')
+                && !applied.contains(&version)
+                && newest.is_some_and(|n| version < n)
+        })
+        .collect();
+    late.sort();
+    for m in &late {
+        tracing::warn!(
+            set,
+            migration = %m,
+            newest = newest.unwrap_or_default(),
+            "applying a migration that landed after a higher version was applied"
+        );
+        let step = |e: tokio_postgres::Error| MigrateError::Migration {
+            set,
+            step: format!("applying migration {m} (landed late)"),
+            cause: Some(Cause::of(&e)),
+        };
+        let tx = client.transaction().await?;
+        tx.batch_execute(m.sql().unwrap_or_default())
+            .await
+            .map_err(step)?;
+        let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        tx.execute(
+            &format!(
+                "insert into {history} (version, name, applied_on, checksum) values ($1, $2, $3, $4)"
+            ),
+            &[
+                &m.version(),
+                &m.name(),
+                &applied_on,
+                &m.checksum().to_string(),
+            ],
+        )
+        .await
+        .map_err(step)?;
+        tx.commit().await.map_err(step)?;
+    }
+    let report = refinery::Runner::new(migrations)
+        .set_migration_table_name(history)
+        .run_async(client)
+        .await
+        .map_err(|e| MigrateError::migration(set, e))?;
+    Ok(late.len() + report.applied_migrations().len())
 }

@@ -1,5 +1,6 @@
-//! The event pipeline: the outbox reader, the listener that drives it, the hub
-//! that routes events to subscriptions, and the cursors clients resume from.
+//! The event pipeline: the outbox reader, the listener that drives it, the
+//! relay that wakes it for tables in relay mode, the hub that routes events
+//! to subscriptions, and the cursors clients resume from.
 
 pub mod backlog;
 pub mod batches;
@@ -15,6 +16,7 @@ pub mod outbox;
 pub mod privileges;
 pub mod queue;
 mod registry;
+pub mod relay;
 pub mod routing;
 pub mod snapshot;
 

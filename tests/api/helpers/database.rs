@@ -39,6 +39,35 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
+/// A connection to `url` that LISTENs on `channel`, and the notifications it
+/// receives, with the pid of the backend that sent each.
+pub async fn listen(
+    url: &str,
+    channel: &str,
+) -> (
+    Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+) {
+    use futures::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .unwrap();
+    (client, rx)
+}
+
 /// A fingerprint of the migrations compiled into pgherald, core and demo (and
 /// of the role script), so a template from another version is never reused.
 fn migrations_fingerprint() -> String {

@@ -10,7 +10,7 @@ mod subscriber;
 mod ws;
 
 pub use changes::{document_image, insert_document, s, summary, title_of};
-pub use database::{connect, empty_database, fresh_database};
+pub use database::{connect, empty_database, fresh_database, listen};
 pub use node::{NodeClient, run_script};
 pub use subscriber::{NOTIFICATIONS, Protocol, Subscriber};
 pub use ws::{Frame, WsClient};
@@ -59,9 +59,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts an instance on a database a test prepared itself (given by its
 /// owner's connection string, as [`empty_database`] returns it).
 pub async fn spawn_app_on(admin_url: &str) -> TestApp {
+    spawn_app_on_with(admin_url, |_| {}).await
+}
+
+/// Starts an instance on the database of `admin_url` (another instance's,
+/// say), after `tweak` edits its config.
+pub async fn spawn_app_on_with(admin_url: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let config = tokio_postgres::Config::from_str(admin_url).expect("owner URL parses");
     let db = config.get_dbname().expect("owner URL names a database");
-    spawn_app_on_database(db, |_| {}).await
+    spawn_app_on_database(db, tweak).await
 }
 
 /// Starts an instance on a fresh database after running `sql` on it as the
