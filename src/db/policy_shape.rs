@@ -105,17 +105,7 @@ pub fn keyed(policies: &[Policy<'_>]) -> Option<Keyed> {
         let Ok(Value::Node(tree)) = super::node_tree::parse(policy.tree) else {
             return None;
         };
-        let part = arms(&tree, policy.expr)?;
-        match &mut out {
-            None => out = Some(part),
-            Some(all) if all.attno == part.attno => {
-                all.arms.extend(part.arms);
-                all.exact &= part.exact;
-                all.reach.functions.extend(part.reach.functions);
-                all.reach.tables.extend(part.reach.tables);
-            }
-            Some(_) => return None,
-        }
+        union(&mut out, arms(&tree, policy.expr)?)?;
     }
     // No permissive policy: nobody sees a row; an empty key set says so.
     let mut keyed = out.unwrap_or(Keyed {
@@ -126,6 +116,22 @@ pub fn keyed(policies: &[Policy<'_>]) -> Option<Keyed> {
     });
     keyed.exact &= !restrictive;
     Some(keyed)
+}
+
+/// Adds `part`'s arms to `all` (ORed: either lets a row through); `None`
+/// when they route on different columns.
+fn union(all: &mut Option<Keyed>, part: Keyed) -> Option<()> {
+    match all {
+        None => *all = Some(part),
+        Some(all) if all.attno == part.attno => {
+            all.arms.extend(part.arms);
+            all.exact &= part.exact;
+            all.reach.functions.extend(part.reach.functions);
+            all.reach.tables.extend(part.reach.tables);
+        }
+        Some(_) => return None,
+    }
+    Some(())
 }
 
 /// The arms of one boolean expression and its SQL.
@@ -140,17 +146,7 @@ fn arms(node: &Node, sql: &str) -> Option<Keyed> {
             }
             let mut all: Option<Keyed> = None;
             for (arg, part) in args.iter().zip(parts) {
-                let keyed = arms(arg.as_node()?, part)?;
-                match &mut all {
-                    None => all = Some(keyed),
-                    Some(a) if a.attno == keyed.attno => {
-                        a.arms.extend(keyed.arms);
-                        a.exact &= keyed.exact;
-                        a.reach.functions.extend(keyed.reach.functions);
-                        a.reach.tables.extend(keyed.reach.tables);
-                    }
-                    Some(_) => return None,
-                }
+                union(&mut all, arms(arg.as_node()?, part)?)?;
             }
             all
         }

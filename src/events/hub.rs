@@ -351,9 +351,14 @@ impl Hub {
             }
             None => View::default(),
         };
-        let dispatched = self
-            .deliver(events, bounds, as_of, epoch, isolation, &routes)
-            .await;
+        let page = Page {
+            events,
+            bounds,
+            as_of,
+            epoch,
+            isolation,
+        };
+        let dispatched = self.deliver(page, &routes).await;
         if let Some(routing) = &self.routing {
             routing.finish(routes);
         }
@@ -361,15 +366,14 @@ impl Hub {
     }
 
     /// Matches, authorizes and enqueues a page, with `routes`.
-    async fn deliver(
-        &self,
-        events: &[Arc<Event>],
-        bounds: &Arc<Bounds>,
-        as_of: &AsOf,
-        epoch: u64,
-        isolation: Isolation,
-        routes: &View,
-    ) -> Result<DispatchStats, DbError> {
+    async fn deliver(&self, page: Page<'_>, routes: &View) -> Result<DispatchStats, DbError> {
+        let Page {
+            events,
+            bounds,
+            as_of,
+            epoch,
+            isolation,
+        } = page;
         let candidates = self.match_events(events, epoch, routes);
         if candidates.is_empty() {
             return Ok(DispatchStats::default());
@@ -494,6 +498,15 @@ pub struct DispatchStats {
     pub contexts_failed: usize,
     /// Subscriptions ended because their security context failed.
     pub context_ended: usize,
+}
+
+/// A page being dispatched, and how.
+struct Page<'p> {
+    events: &'p [Arc<Event>],
+    bounds: &'p Arc<Bounds>,
+    as_of: &'p AsOf,
+    epoch: u64,
+    isolation: Isolation,
 }
 
 struct Candidate {

@@ -56,16 +56,10 @@ async fn insert_numbered(app: &TestApp, tenant: &str, user: &str, n: i32, body_b
 const TITLES: &str = "subscription { notifications(ops: [INSERT]) { row { title } } }";
 const BODIES: &str = "subscription { notifications(ops: [INSERT]) { row { title body } } }";
 
-#[tokio::test]
-async fn a_client_that_stops_reading_is_dropped_within_the_write_timeout_and_others_get_every_event()
- {
-    let write_timeout = Duration::from_secs(1);
-    let app = spawn_app_with(|c| c.limits.write_timeout = write_timeout).await;
-    let tenant = app.tenant("Acme").await;
-    let alice = app.user("alice@acme.test", &[&tenant]).await;
-
-    // The stalled client: a socket with a small receive buffer, upgraded and
-    // subscribed to large rows, which then never reads again.
+/// Two clients of `user`, both subscribed: one on a socket with a small
+/// receive buffer, subscribed to large rows (`"s"`), which the test then
+/// stops reading; and a reader of titles (`"r"`).
+async fn stalled_and_reader(app: &TestApp, user: &str) -> (WsClient, WsClient) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(app.app.local_addr()).await.unwrap();
@@ -76,13 +70,24 @@ async fn a_client_that_stops_reading_is_dropped_within_the_write_timeout_and_oth
     .await
     .expect("upgrade");
     let mut stalled = WsClient { socket };
-    stalled.init(&app.token(&alice)).await;
+    stalled.init(&app.token(user)).await;
     stalled.subscribe("s", BODIES, json!({})).await;
-
-    // A reader on the same instance.
-    let mut reader = app.transport_as(&alice).await;
+    let mut reader = app.transport_as(user).await;
     reader.subscribe("r", TITLES, json!({})).await;
     app.wait_for_subscriptions(2).await;
+    (stalled, reader)
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_within_the_write_timeout_and_others_get_every_event()
+ {
+    let write_timeout = Duration::from_secs(1);
+    let app = spawn_app_with(|c| c.limits.write_timeout = write_timeout).await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&tenant]).await;
+
+    // The stalled client, which never reads again, and a reader.
+    let (stalled, mut reader) = stalled_and_reader(&app, &alice).await;
     wait_for_open_connections(&app, 2).await;
     let mut open = app.app.state().connections.watch();
     let dropped = tokio::spawn(async move {
@@ -143,22 +148,8 @@ async fn a_subscriber_that_stops_taking_events_gets_an_exact_prefix_then_a_slow_
     let tenant = app.tenant("Acme").await;
     let alice = app.user("alice@acme.test", &[&tenant]).await;
 
-    // A client with a small receive buffer that stops reading once subscribed.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(app.app.local_addr()).await.unwrap();
-    let (socket, _) = tokio_tungstenite::client_async(
-        upgrade_request(&app.ws_url),
-        MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .expect("upgrade");
-    let mut stalled = WsClient { socket };
-    stalled.init(&app.token(&alice)).await;
-    stalled.subscribe("s", BODIES, json!({})).await;
-    let mut reader = app.transport_as(&alice).await;
-    reader.subscribe("r", TITLES, json!({})).await;
-    app.wait_for_subscriptions(2).await;
+    // A client that stops reading once subscribed (until it is ended), and a reader.
+    let (mut stalled, mut reader) = stalled_and_reader(&app, &alice).await;
 
     // ~20 MB: far more than the socket buffers and the queue hold.
     let rows = 300;
