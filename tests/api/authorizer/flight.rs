@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio_postgres::Client;
 
 use super::Fixture;
-use crate::helpers::connect;
+use crate::helpers::hold_snapshot;
 
 /// Makes the notes policy read `public.members`: the caller ("me") sees
 /// another's note while a member, as of the moment judged.
@@ -31,20 +31,7 @@ async fn notes_for_members(f: &Fixture) {
 /// Holds a snapshot of the database as it is now, exported, until the
 /// returned connection commits or is dropped.
 async fn hold(f: &Fixture) -> (Client, ExportedSnapshot) {
-    let holder = connect(&f.app.app_url).await;
-    holder
-        .batch_execute("begin isolation level repeatable read read only")
-        .await
-        .unwrap();
-    let id: String = holder
-        .query_one("select pg_export_snapshot()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    (
-        holder,
-        ExportedSnapshot::parse(&id).expect("an exported id"),
-    )
+    hold_snapshot(&f.app.app_url).await
 }
 
 /// One call for a note of "other" checked as of each of `moments`.

@@ -28,6 +28,23 @@ pub(super) fn url_for(base: &str, user: &str, password: Option<&[u8]>, db: &str)
     url
 }
 
+/// Holds a snapshot of the database at `url` as it is now, exported, until
+/// the returned connection commits or is dropped.
+pub async fn hold_snapshot(url: &str) -> (Client, pgherald::db::as_of::ExportedSnapshot) {
+    let holder = connect(url).await;
+    holder
+        .batch_execute("begin isolation level repeatable read read only")
+        .await
+        .unwrap();
+    let id: String = holder
+        .query_one("select pg_export_snapshot()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let id = pgherald::db::as_of::ExportedSnapshot::parse(&id).expect("an exported id");
+    (holder, id)
+}
+
 /// A plain connection to `url` (the owner's or the login role's).
 pub async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use pgherald::auth::Caller;
-use pgherald::db::as_of::{AsOf, ExportedSnapshot};
+use pgherald::db::as_of::AsOf;
 use pgherald::db::authorizer::{self, Check, Moment};
 use pgherald::db::policy_shape::Arm;
 use pgherald::db::routes::{self, Shape};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 
 use super::{Context, Harness, Stats, Table, bump};
-use crate::helpers::connect;
+use crate::helpers::hold_snapshot;
 
 /// Deterministic Fisher–Yates (splitmix64), so checks reach the authorizer
 /// in an order unrelated to contexts and images.
@@ -141,17 +141,8 @@ async fn routed_visibility(
     contexts: &[Context],
     images: &[Arc<Value>],
 ) -> Result<Vec<Vec<Routed>>, TestCaseError> {
-    let holder = connect(&h.app.app_url).await;
-    holder
-        .batch_execute("begin isolation level repeatable read read only")
-        .await
-        .unwrap();
-    let id: String = holder
-        .query_one("select pg_export_snapshot()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let at = ExportedSnapshot::parse(&id);
+    let (holder, at) = hold_snapshot(&h.app.app_url).await;
+    let at = Some(at);
     let as_of = AsOf {
         before: at.clone(),
         after: at,
