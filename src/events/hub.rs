@@ -17,13 +17,13 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
 
+use super::Event;
 use super::backlog::{Backlog, Outcome, STALL, Subscriber};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::queue::{self, Queue, QueueSender, Refused};
-use super::registry::{Entry, Registry};
+use super::registry::{Candidate, Entry, Registry};
 use super::routing::{Routing, RoutingStats, View};
 use super::snapshot::Snapshot;
-use super::{Event, Op};
 use crate::auth::Caller;
 use crate::db::DbError;
 use crate::db::as_of::AsOf;
@@ -250,54 +250,18 @@ impl Hub {
     /// The distinct (role, table) pairs of subscriptions whose filters name
     /// columns.
     pub fn filtered_pairs(&self) -> Vec<(String, u32)> {
-        let reg = self.registry.lock().expect("hub registry");
-        let mut pairs: Vec<(String, u32)> = reg
-            .by_table
-            .iter()
-            .flat_map(|(relid, subs)| {
-                subs.values()
-                    .filter(|e| !e.interest.filter.columns().is_empty())
-                    .map(move |e| (e.interest.caller.role.clone(), *relid))
-            })
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        pairs
+        self.registry.lock().expect("hub registry").filtered_pairs()
     }
 
     /// Ends the subscriptions whose filter names a column that
     /// `selectable(role, table)` does not list (`None`: unknown, left
     /// alone); returns how many.
     pub fn end_unselectable(&self, selectable: impl Fn(&str, u32) -> Option<Vec<String>>) -> usize {
-        let mut reg = self.registry.lock().expect("hub registry");
-        let mut ended = Vec::new();
-        for (relid, subs) in reg.by_table.iter_mut() {
-            let mut known: HashMap<String, Option<Vec<String>>> = HashMap::new();
-            subs.retain(|_, e| {
-                let role = &e.interest.caller.role;
-                let columns = known
-                    .entry(role.clone())
-                    .or_insert_with(|| selectable(role, *relid));
-                let Some(columns) = columns else {
-                    return true;
-                };
-                let keep = e
-                    .interest
-                    .filter
-                    .columns()
-                    .iter()
-                    .all(|c| columns.iter().any(|s| s == c));
-                if !keep {
-                    ended.push(e.clone());
-                }
-                keep
-            });
-        }
-        reg.by_table.retain(|_, subs| !subs.is_empty());
-        for entry in &ended {
-            reg.forget(entry);
-        }
-        drop(reg);
+        let ended = self
+            .registry
+            .lock()
+            .expect("hub registry")
+            .take_unselectable(selectable);
         match ended.is_empty() {
             true => 0,
             false => self.end(ended, EndReason::ColumnRevoked),
@@ -458,30 +422,9 @@ impl Hub {
 
     fn match_events(&self, events: &[Arc<Event>], epoch: u64, routes: &View) -> Vec<Candidate> {
         let reg = self.registry.lock().expect("hub registry");
-        let mut out = Vec::new();
-        for (i, event) in events.iter().enumerate() {
-            let Some(subs) = reg.by_table.get(&event.relid) else {
-                continue;
-            };
-            for entry in subs.values() {
-                let wants = entry.joined_epoch < epoch
-                    && entry.interest.ops.contains(event.op)
-                    && (event.op == Op::Truncate
-                        || ([&event.new_row, &event.old_row]
-                            .into_iter()
-                            .flatten()
-                            .any(|img| entry.interest.filter.matches(img))
-                            && routes.admits(event, entry.context, &entry.interest.caller)));
-                if wants {
-                    out.push(Candidate {
-                        event: i,
-                        entry: entry.clone(),
-                    });
-                }
-            }
-        }
-        // Built event by event, so each subscriber's candidates are in outbox order.
-        out
+        reg.candidates(events, epoch, |event, entry| {
+            routes.admits(event, entry.context, &entry.interest.caller)
+        })
     }
 }
 
@@ -507,11 +450,6 @@ struct Page<'p> {
     as_of: &'p AsOf,
     epoch: u64,
     isolation: Isolation,
-}
-
-struct Candidate {
-    event: usize,
-    entry: Arc<Entry>,
 }
 
 impl Subscriber for Arc<Entry> {

@@ -1,5 +1,6 @@
 //! The hub's registry of subscriptions: per table, each subscription, and
-//! the security contexts (role and claims) they run under.
+//! the security contexts (role and claims) they run under; which of them
+//! want an event.
 //!
 //! Contexts get a number when their first subscription registers, so that
 //! what is looked up per event and per subscriber (routing keys, the
@@ -14,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use super::delivery::{Delivery, Interest};
 use super::hub::EndReason;
 use super::queue::QueueSender;
+use super::{Event, Op};
 use crate::auth::Caller;
 
 /// A registered subscription.
@@ -26,6 +28,12 @@ pub(super) struct Entry {
     /// Batches numbered at or below this were read before the subscription existed.
     pub(super) joined_epoch: u64,
     pub(super) ended: Arc<OnceLock<EndReason>>,
+}
+
+/// An event (by index in its page) that a subscription wants.
+pub(super) struct Candidate {
+    pub(super) event: usize,
+    pub(super) entry: Arc<Entry>,
 }
 
 /// Every subscription, by table.
@@ -117,6 +125,95 @@ impl Registry {
                 self.numbers.remove(key);
             }
         }
+    }
+
+    /// The distinct (role, table) pairs of subscriptions whose filters name
+    /// columns.
+    pub(super) fn filtered_pairs(&self) -> Vec<(String, u32)> {
+        let mut pairs: Vec<(String, u32)> = self
+            .by_table
+            .iter()
+            .flat_map(|(relid, subs)| {
+                subs.values()
+                    .filter(|e| !e.interest.filter.columns().is_empty())
+                    .map(move |e| (e.interest.caller.role.clone(), *relid))
+            })
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+    }
+
+    /// Removes the subscriptions whose filter names a column that
+    /// `selectable(role, table)` does not list (`None`: unknown, kept).
+    pub(super) fn take_unselectable(
+        &mut self,
+        selectable: impl Fn(&str, u32) -> Option<Vec<String>>,
+    ) -> Vec<Arc<Entry>> {
+        let mut taken = Vec::new();
+        for (relid, subs) in self.by_table.iter_mut() {
+            let mut known: HashMap<String, Option<Vec<String>>> = HashMap::new();
+            subs.retain(|_, e| {
+                let role = &e.interest.caller.role;
+                let columns = known
+                    .entry(role.clone())
+                    .or_insert_with(|| selectable(role, *relid));
+                let Some(columns) = columns else {
+                    return true;
+                };
+                let keep = e
+                    .interest
+                    .filter
+                    .columns()
+                    .iter()
+                    .all(|c| columns.iter().any(|s| s == c));
+                if !keep {
+                    taken.push(e.clone());
+                }
+                keep
+            });
+        }
+        self.by_table.retain(|_, subs| !subs.is_empty());
+        for entry in &taken {
+            self.forget(entry);
+        }
+        taken
+    }
+
+    /// The (event, subscription) pairs of `events` (read in batch `epoch`):
+    /// subscriptions that joined before the batch, want the operation, and
+    /// whose filter matches a version of the row that `admits` lets through.
+    /// Built event by event, so each subscriber's candidates are in outbox
+    /// order.
+    pub(super) fn candidates(
+        &self,
+        events: &[Arc<Event>],
+        epoch: u64,
+        admits: impl Fn(&Event, &Entry) -> bool,
+    ) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let Some(subs) = self.by_table.get(&event.relid) else {
+                continue;
+            };
+            for entry in subs.values() {
+                let wants = entry.joined_epoch < epoch
+                    && entry.interest.ops.contains(event.op)
+                    && (event.op == Op::Truncate
+                        || ([&event.new_row, &event.old_row]
+                            .into_iter()
+                            .flatten()
+                            .any(|img| entry.interest.filter.matches(img))
+                            && admits(event, entry)));
+                if wants {
+                    out.push(Candidate {
+                        event: i,
+                        entry: entry.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The distinct (table, context number, caller) of subscriptions to
