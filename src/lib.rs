@@ -10,11 +10,13 @@
 //!    each wake-up reads the batch of events committed since the last
 //!    snapshot ([`events::batches`], [`events::outbox`], [`events::snapshot`]).
 //! 3. [`events::hub`] matches events to subscriptions (table, ops,
-//!    [`events::filter`]), asks [`db::authorizer`] once per page and moment
-//!    which security context may see which row version (old versions as of
-//!    the batch's start, new ones as of its end: snapshots held open by
-//!    [`events::moments`], imported by [`db::as_of`]), and fills bounded
-//!    per-subscription queues.
+//!    [`events::filter`]), decides which security context may see which row
+//!    version (old versions as of the batch's start, new ones as of its end:
+//!    snapshots held open by [`events::moments`], imported by [`db::as_of`])
+//!    through [`events::routing`] where the tables' policies settle it
+//!    ([`db::routes`]) and [`db::authorizer`], once per page and moment,
+//!    where they do not, and fills bounded per-subscription queues
+//!    ([`events::backlog`] paces big transactions).
 //! 4. [`graphql`] exposes the generic `changes` stream and, generated from
 //!    the tracked tables ([`db::catalog`]), typed queries and subscriptions;
 //!    [`events::feed`] joins a subscription to the hub, after converging it
