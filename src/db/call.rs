@@ -187,7 +187,7 @@ impl<'a> Call<'a> {
 /// What Postgres cannot be handed for `caller`: a role or claims holding NUL
 /// (text cannot hold it, jsonb refuses `\u0000`). Such a context fails here,
 /// without a round trip.
-pub(crate) fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
+fn unrepresentable(caller: &Caller) -> Option<ContextFailure> {
     if caller.role.contains('\0') {
         return Some(ContextFailure::Role);
     }

@@ -4,7 +4,7 @@
 
 pub mod as_of;
 pub mod authorizer;
-pub(crate) mod call;
+mod call;
 pub mod catalog;
 mod flight;
 pub mod jsonb;

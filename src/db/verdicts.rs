@@ -103,4 +103,38 @@ impl Verdicts {
         self.columns
             .retain(|(context, _), _| !failed.contains_key(context));
     }
+
+    /// Verdicts denying `n` checks, to [`Self::absorb`] parts into.
+    pub(crate) fn denying(n: usize) -> Self {
+        Verdicts {
+            visible: vec![false; n],
+            ..Verdicts::default()
+        }
+    }
+
+    /// Takes in the verdicts of a part of the checks (`indexes[k]` is part
+    /// check `k`). A context failed in any part fails; a context's columns
+    /// are those it may select in every part (never more than either allows).
+    pub(crate) fn absorb(&mut self, part: Verdicts, indexes: &[usize]) {
+        for (k, &i) in indexes.iter().enumerate() {
+            self.visible[i] = part.visible(k);
+        }
+        for (key, columns) in part.columns {
+            let kept = match self.columns.remove(&key) {
+                Some(had) => had
+                    .iter()
+                    .filter(|c| columns.contains(c))
+                    .cloned()
+                    .collect(),
+                None => columns,
+            };
+            self.columns.insert(key, kept);
+        }
+        for (context, failure) in part.failed {
+            self.failed.entry(context).or_insert(failure);
+        }
+        self.hidden_by_errors += part.hidden_by_errors;
+        self.isolated |= part.isolated;
+        self.fell_back += part.fell_back;
+    }
 }

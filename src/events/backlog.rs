@@ -11,7 +11,6 @@
 //! others by at most [`STALL`], once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::select_all;
@@ -28,12 +27,6 @@ pub const STALL: Duration = Duration::from_secs(1);
 pub trait Subscriber {
     /// The subscriber's queue.
     fn queue(&self) -> &QueueSender<Delivery>;
-}
-
-impl Subscriber for Arc<QueueSender<Delivery>> {
-    fn queue(&self) -> &QueueSender<Delivery> {
-        self
-    }
 }
 
 /// One subscriber's deliveries waiting for room, in order.
@@ -143,10 +136,18 @@ impl<K: Copy + Eq + std::hash::Hash, S: Subscriber + Clone> Backlog<K, S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::events::delivery::Bounds;
     use crate::events::queue::bounded;
     use crate::events::{Event, Op};
+
+    impl Subscriber for Arc<QueueSender<Delivery>> {
+        fn queue(&self) -> &QueueSender<Delivery> {
+            self
+        }
+    }
 
     fn delivery(id: i64) -> Delivery {
         Delivery {

@@ -289,7 +289,7 @@ impl Routing {
             let Shape::Keyed { arms, .. } = &route.shape else {
                 continue;
             };
-            if crate::db::call::unrepresentable(caller).is_some() {
+            if !plain(caller) {
                 questions.push(None);
                 continue;
             }
