@@ -247,14 +247,20 @@ impl Routing {
                 continue;
             }
             let cached = state.keys.get_mut(&(*relid, *context));
-            let fresh = cached.is_some_and(|(at, _)| {
-                let reusable = whole
+            let fresh = cached.is_some_and(|(at, keys)| {
+                let reusable = *at != epoch
+                    && whole
                     && reads
                         .iter()
                         .all(|t| state.changed.get(t).is_none_or(|c| c <= at));
                 if reusable {
-                    // Carried forward: what it read has not changed since.
+                    // Carried forward: what it read has not changed since
+                    // the end of batch `at`, which is where this batch
+                    // starts, so both moments have its end's keys.
                     *at = epoch;
+                    if let Some(keys) = keys {
+                        keys.before = keys.after.clone();
+                    }
                 }
                 *at == epoch
             });
