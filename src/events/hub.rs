@@ -166,13 +166,16 @@ impl Hub {
     /// Waits until the dispatched position covers `snapshot` (nudging the
     /// listener), so a subscription resuming there misses nothing.
     pub async fn wait_for(&self, snapshot: &Snapshot) {
+        self.wait_until(|p| p.covers(snapshot)).await
+    }
+
+    /// Waits until the listener's position (the end of the batch it is
+    /// dispatching or has dispatched) satisfies `reached` (nudging the
+    /// listener).
+    pub async fn wait_until(&self, reached: impl Fn(&Snapshot) -> bool) {
         let mut rx = self.position.subscribe();
         loop {
-            if rx
-                .borrow_and_update()
-                .as_ref()
-                .is_some_and(|p| p.covers(snapshot))
-            {
+            if rx.borrow_and_update().as_ref().is_some_and(&reached) {
                 return;
             }
             self.wake.notify_one();

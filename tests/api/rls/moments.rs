@@ -17,9 +17,6 @@
 //! "Did not receive" is proven by a sentinel change the user legitimately
 //! receives arriving first and only.
 
-use std::str::FromStr;
-
-use pgherald::events::snapshot::Snapshot;
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -204,17 +201,23 @@ async fn close_gate(app: &TestApp) -> Client {
     holder
 }
 
-/// Waits (bounded) until the listener has begun a batch holding everything
-/// committed so far: its snapshots are taken, and its dispatch is what the
-/// gate holds.
-async fn wait_until_batch_read(app: &TestApp) {
+/// Updates `document`'s title as one transaction, and waits (bounded) until
+/// the listener has begun the batch holding it: its snapshots are taken, and
+/// its dispatch is what the gate holds. (Waits for that transaction, not for
+/// everything committed so far: the listener's own heartbeat commits too, and
+/// a batch after the held one cannot begin.)
+async fn update_title_and_wait_until_read(app: &TestApp, document: &str, title: &str) {
     let row = app
         .admin
-        .query_one("select pg_current_snapshot()::text", &[])
+        .query_one(
+            "update documents set title = $1 where id = $2::text::uuid
+             returning pg_current_xact_id()::text",
+            &[&title, &document],
+        )
         .await
         .unwrap();
-    let now = Snapshot::from_str(row.get(0)).unwrap();
-    tokio::time::timeout(WAIT, app.app.state().hub.wait_for(&now))
+    let xid: u64 = row.get::<_, &str>(0).parse().unwrap();
+    tokio::time::timeout(WAIT, app.app.state().hub.wait_until(|p| p.sees(xid)))
         .await
         .expect("the listener reads the batch");
 }
@@ -230,11 +233,7 @@ async fn a_member_removed_while_dispatch_is_held_back_still_receives_what_was_co
     app.wait_for_subscriptions(1).await;
 
     let gate = close_gate(&app).await;
-    app.sql(&format!(
-        "update documents set title = 'plan-v2' where id = '{plan}'"
-    ))
-    .await;
-    wait_until_batch_read(&app).await;
+    update_title_and_wait_until_read(&app, &plan, "plan-v2").await;
     // Revoked after the batch was read, before it is authorized.
     app.sql(&format!(
         "delete from memberships where tenant_id = '{acme}' and user_id = '{alice}'"
@@ -266,11 +265,7 @@ async fn a_user_added_while_dispatch_is_held_back_does_not_receive_what_was_comm
     app.wait_for_subscriptions(1).await;
 
     let gate = close_gate(&app).await;
-    app.sql(&format!(
-        "update documents set title = 'plan-v2' where id = '{plan}'"
-    ))
-    .await;
-    wait_until_batch_read(&app).await;
+    update_title_and_wait_until_read(&app, &plan, "plan-v2").await;
     // Granted after the batch was read, before it is authorized.
     app.sql(&format!(
         "insert into memberships (tenant_id, user_id) values ('{acme}', '{nora}')"

@@ -103,3 +103,36 @@ async fn keys_read_from_an_untracked_table_are_not_kept_so_nothing_is_missed() {
         "alice now stands in for bob: {got}"
     );
 }
+
+#[tokio::test]
+async fn keys_kept_from_a_batch_that_changed_them_judge_the_next_update_old_version_as_of_its_end()
+{
+    let app = spawn_app().await;
+    let acme = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[]).await;
+    let mut a = watch(&app, &alice, "alice", "documents", Protocol::Transport).await;
+    app.wait_for_subscriptions(1).await;
+
+    // One transaction, so one batch: alice's keys differ between its two
+    // moments (no tenant at its start, Acme at its end).
+    app.sql(&format!(
+        "begin;
+         insert into memberships (tenant_id, user_id) values ('{acme}', '{alice}');
+         insert into documents (tenant_id, title) values ('{acme}', 'plan');
+         commit;"
+    ))
+    .await;
+    let inserted = a.next_event("c").await;
+    assert_eq!(inserted["row"]["title"], "plan", "{inserted}");
+
+    // A later batch that changes no membership reuses her keys: both of its
+    // moments are the end of the batch that computed them.
+    app.sql("update documents set title = 'plan-v2' where title = 'plan'")
+        .await;
+    let updated = a.next_event("c").await;
+    assert_eq!(
+        (&updated["row"]["title"], &updated["old"]["title"]),
+        (&"plan-v2".into(), &"plan".into()),
+        "alice was a member before the update and after it: {updated}"
+    );
+}
