@@ -17,6 +17,7 @@
 //! "Did not receive" is proven by a sentinel change the user legitimately
 //! receives arriving first and only.
 
+use pgherald::events::snapshot::Snapshot;
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -201,6 +202,21 @@ async fn close_gate(app: &TestApp) -> Client {
     holder
 }
 
+/// Waits (bounded) until the listener has begun the batches of everything
+/// committed so far: a subscription made next receives none of it, so no
+/// authorization of it can wait behind a closed gate.
+async fn wait_until_read_so_far(app: &TestApp) {
+    let row = app
+        .admin
+        .query_one("select pg_current_snapshot()::text", &[])
+        .await
+        .unwrap();
+    let now: Snapshot = row.get::<_, &str>(0).parse().unwrap();
+    tokio::time::timeout(WAIT, app.app.state().hub.wait_for(&now))
+        .await
+        .expect("the listener reads what was committed");
+}
+
 /// Updates `document`'s title as one transaction, and waits (bounded) until
 /// the listener has begun the batch holding it: its snapshots are taken, and
 /// its dispatch is what the gate holds. (Waits for that transaction, not for
@@ -229,6 +245,7 @@ async fn a_member_removed_while_dispatch_is_held_back_still_receives_what_was_co
     gate_documents(&app).await;
     let alice = app.user("alice@acme.test", &[&acme, &globex]).await;
     let plan = insert_document(&app, &acme, "plan").await;
+    wait_until_read_so_far(&app).await;
     let mut a = watch(&app, &alice, "alice", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
 
@@ -261,6 +278,7 @@ async fn a_user_added_while_dispatch_is_held_back_does_not_receive_what_was_comm
     gate_documents(&app).await;
     let nora = app.user("nora@nowhere.test", &[]).await;
     let plan = insert_document(&app, &acme, "plan").await;
+    wait_until_read_so_far(&app).await;
     let mut n = watch(&app, &nora, "nora", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
 
