@@ -110,12 +110,20 @@ impl Route {
 /// Whether an image's value is one of `keys` (sorted; Postgres's text form:
 /// integers, uuids and text render the same in JSON and in SQL).
 fn holds_key(value: Option<&Json>, keys: &[String]) -> bool {
-    let text = match value {
-        Some(Json::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-        Some(Json::Number(n)) => std::borrow::Cow::Owned(n.to_string()),
-        _ => return false,
+    let Some(text) = key_text(value) else {
+        return false;
     };
     keys.binary_search_by(|k| k.as_str().cmp(&text)).is_ok()
+}
+
+/// An image's value as a key: its text form (`None` for NULL and for values
+/// no key can hold).
+pub fn key_text(value: Option<&Json>) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        Some(Json::String(s)) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        Some(Json::Number(n)) => Some(std::borrow::Cow::Owned(n.to_string())),
+        _ => None,
+    }
 }
 
 /// Routes derived in one snapshot.

@@ -414,20 +414,15 @@ impl Hub {
         Ok(stats)
     }
 
-    /// The distinct (table, security context) of subscriptions to the
-    /// tables of `events`.
+    /// The distinct (table, security context) of subscriptions `events` may
+    /// concern.
     fn callers_of(&self, events: &[Arc<Event>]) -> Vec<(u32, u64, Arc<Caller>)> {
-        let mut tables: Vec<u32> = events.iter().map(|e| e.relid).collect();
-        tables.sort_unstable();
-        tables.dedup();
-        self.registry.lock().expect("hub registry").callers(&tables)
+        self.registry.lock().expect("hub registry").callers(events)
     }
 
     fn match_events(&self, events: &[Arc<Event>], epoch: u64, routes: &View) -> Vec<Candidate> {
         let reg = self.registry.lock().expect("hub registry");
-        reg.candidates(events, epoch, |event, entry| {
-            routes.admits(event, entry.context, &entry.interest.caller)
-        })
+        reg.candidates(events, epoch, routes)
     }
 }
 

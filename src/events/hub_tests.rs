@@ -326,3 +326,66 @@ async fn live_old_images_are_judged_before_the_batch_and_new_ones_after_it() {
     assert_eq!(forwarded[0].before, as_of.before);
     assert_eq!(forwarded[0].after, as_of.after);
 }
+
+/// A subscription filtered on `owner`.
+fn filtered(sub: &str, spec: Value) -> Interest {
+    use crate::db::catalog::{Column, Table, TypeKind};
+    let column = |name: &str, kind: TypeKind, sql_type: &str| Column {
+        name: name.into(),
+        kind,
+        sql_type: sql_type.into(),
+        not_null: false,
+    };
+    let table = Table {
+        relid: TABLE,
+        schema: "public".into(),
+        name: "t".into(),
+        qualified: "public.t".into(),
+        primary_key: vec!["id".into()],
+        columns: vec![
+            column("id", TypeKind::Int, "integer"),
+            column("owner", TypeKind::Text, "text"),
+        ],
+    };
+    Interest {
+        filter: Filter::parse(&spec, &table, &|_| true).unwrap(),
+        ..interest(sub, OpSet::ALL)
+    }
+}
+
+#[tokio::test]
+async fn a_filtered_subscription_is_found_by_the_value_of_either_version_once() {
+    let hub = hub(16);
+    let mut alice = hub
+        .register(filtered("alice", json!({"owner": {"eq": "alice"}})))
+        .unwrap();
+    let mut bob = hub
+        .register(filtered("bob", json!({"owner": {"in": ["bob", "carol"]}})))
+        .unwrap();
+    let mut carol = hub.register(interest("carol", OpSet::ALL)).unwrap();
+    dispatch(
+        &hub,
+        &[
+            event(1, Op::Insert, row(1, "alice"), None),
+            // Leaves alice's filter (found by its old version), enters bob's
+            // (found by its new one).
+            event(2, Op::Update, row(1, "bob"), row(1, "alice")),
+            // Both versions hold one of bob's values: found once.
+            event(3, Op::Update, row(1, "carol"), row(1, "bob")),
+        ],
+    )
+    .await;
+    let r = |owner: &str| Some(json!({"id": 1, "owner": owner}));
+    assert_eq!(
+        drain(&mut alice),
+        [
+            (Op::Insert, r("alice"), None),
+            (Op::Update, None, r("alice"))
+        ]
+    );
+    assert_eq!(
+        drain(&mut bob),
+        [(Op::Update, r("bob"), None), (Op::Update, None, r("bob"))]
+    );
+    assert_eq!(drain(&mut carol), [(Op::Update, r("carol"), None)]);
+}

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod feed;
 pub mod filter;
 pub mod hub;
+mod index;
 pub mod listener;
 pub mod moments;
 pub mod outbox;
@@ -17,6 +18,7 @@ pub mod privileges;
 pub mod queue;
 mod registry;
 pub mod relay;
+mod route_index;
 pub mod routing;
 pub mod snapshot;
 

@@ -14,7 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use super::delivery::{Delivery, Interest};
 use super::hub::EndReason;
+use super::index::TableIndex;
 use super::queue::QueueSender;
+use super::routing::View;
 use super::{Event, Op};
 use crate::auth::Caller;
 
@@ -47,6 +49,8 @@ pub(super) struct Registry {
     next_context: u64,
     /// Per table, its contexts: the caller and how many subscriptions.
     contexts: HashMap<u32, HashMap<u64, (Arc<Caller>, usize)>>,
+    /// Per table, its subscriptions indexed for matching.
+    index: HashMap<u32, TableIndex>,
 }
 
 impl Registry {
@@ -74,10 +78,12 @@ impl Registry {
             .entry(entry.context)
             .or_insert_with(|| (entry.interest.caller.clone(), 0));
         slot.1 += 1;
+        let entry = Arc::new(entry);
+        self.index.entry(relid).or_default().insert(&entry);
         self.by_table
             .entry(relid)
             .or_default()
-            .insert(entry.id, Arc::new(entry));
+            .insert(entry.id, entry);
     }
 
     /// Removes subscription `id` of table `relid`.
@@ -107,6 +113,12 @@ impl Registry {
     /// Counts `entry` (already out of `by_table`) out of its context.
     pub(super) fn forget(&mut self, entry: &Entry) {
         let relid = entry.interest.relid;
+        if let Some(index) = self.index.get_mut(&relid) {
+            index.remove(entry);
+            if index.is_empty() {
+                self.index.remove(&relid);
+            }
+        }
         if let Some(contexts) = self.contexts.get_mut(&relid) {
             if let Some(slot) = contexts.get_mut(&entry.context) {
                 slot.1 -= 1;
@@ -182,21 +194,25 @@ impl Registry {
 
     /// The (event, subscription) pairs of `events` (read in batch `epoch`):
     /// subscriptions that joined before the batch, want the operation, and
-    /// whose filter matches a version of the row that `admits` lets through.
-    /// Built event by event, so each subscriber's candidates are in outbox
-    /// order.
+    /// whose filter matches a version of the row that `routes` lets
+    /// through. Only the subscriptions the indexes lead to are looked at:
+    /// those whose probe finds a version of the row, and the others of the
+    /// contexts `routes` does not narrow or finds the row reaching. Built
+    /// event by event, so each subscriber's candidates are in outbox order.
     pub(super) fn candidates(
         &self,
         events: &[Arc<Event>],
         epoch: u64,
-        admits: impl Fn(&Event, &Entry) -> bool,
+        routes: &View,
     ) -> Vec<Candidate> {
         let mut out = Vec::new();
+        // Per table, the unprobed contexts every event must visit.
+        let mut unnarrowed: HashMap<u32, Vec<u64>> = HashMap::new();
         for (i, event) in events.iter().enumerate() {
-            let Some(subs) = self.by_table.get(&event.relid) else {
+            let Some(index) = self.index.get(&event.relid) else {
                 continue;
             };
-            for entry in subs.values() {
+            let mut visit = |entry: &Arc<Entry>| {
                 let wants = entry.joined_epoch < epoch
                     && entry.interest.ops.contains(event.op)
                     && (event.op == Op::Truncate
@@ -204,28 +220,67 @@ impl Registry {
                             .into_iter()
                             .flatten()
                             .any(|img| entry.interest.filter.matches(img))
-                            && admits(event, entry)));
+                            && routes.admits(event, entry.context, &entry.interest.caller)));
                 if wants {
                     out.push(Candidate {
                         event: i,
                         entry: entry.clone(),
                     });
                 }
+            };
+            if event.op == Op::Truncate {
+                // No row to look up: every subscription of the table.
+                self.by_table[&event.relid].values().for_each(visit);
+                continue;
+            }
+            index.probed_for(event).into_iter().for_each(&mut visit);
+            let always = unnarrowed.entry(event.relid).or_insert_with(|| {
+                index
+                    .unprobed_contexts()
+                    .filter(|c| !routes.narrows(event.relid, *c))
+                    .collect()
+            });
+            let reached = routes.reached(event);
+            for context in always.iter().chain(&reached) {
+                index.of_context(*context).for_each(&mut visit);
             }
         }
         out
     }
 
-    /// The distinct (table, context number, caller) of subscriptions to
-    /// `tables`.
-    pub(super) fn callers(&self, tables: &[u32]) -> Vec<(u32, u64, Arc<Caller>)> {
-        tables
-            .iter()
-            .filter_map(|relid| Some((*relid, self.contexts.get(relid)?)))
-            .flat_map(|(relid, contexts)| {
-                contexts
-                    .iter()
-                    .map(move |(number, (caller, _))| (relid, *number, caller.clone()))
+    /// The distinct (table, context number, caller) whose subscriptions
+    /// `events` may concern: every context of a subscription without a
+    /// probe, and those of the subscriptions a probe finds.
+    pub(super) fn callers(&self, events: &[Arc<Event>]) -> Vec<(u32, u64, Arc<Caller>)> {
+        let mut wanted: Vec<(u32, u64)> = Vec::new();
+        let mut tables: Vec<u32> = events.iter().map(|e| e.relid).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for relid in &tables {
+            if let Some(index) = self.index.get(relid) {
+                wanted.extend(index.unprobed_contexts().map(|c| (*relid, c)));
+            }
+        }
+        for event in events {
+            let Some(index) = self.index.get(&event.relid) else {
+                continue;
+            };
+            if event.op == Op::Truncate {
+                if let Some(contexts) = self.contexts.get(&event.relid) {
+                    wanted.extend(contexts.keys().map(|c| (event.relid, *c)));
+                }
+                continue;
+            }
+            let found = index.probed_for(event);
+            wanted.extend(found.iter().map(|e| (event.relid, e.context)));
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+            .into_iter()
+            .filter_map(|(relid, context)| {
+                let (caller, _) = self.contexts.get(&relid)?.get(&context)?;
+                Some((relid, context, caller.clone()))
             })
             .collect()
     }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::Event;
+use super::route_index::RouteIndex;
 use crate::auth::Caller;
 use crate::db::as_of::{AsOf, Moment};
 use crate::db::authorizer::Check;
@@ -45,8 +46,9 @@ pub(super) struct Routing {
 /// What routing did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct RoutingStats {
-    /// (event, subscription) pairs routed away: the subscriber can see
-    /// neither version of the row.
+    /// Events routed away from a security context (its keys hold neither
+    /// version's value), or from a filtered subscription its route shows
+    /// cannot see either version.
     skipped: AtomicU64,
     /// Checks decided by a route, without the authorizer.
     decided: AtomicU64,
@@ -110,6 +112,8 @@ impl State {
 #[derive(Default)]
 pub(super) struct View {
     state: Option<State>,
+    /// The page's narrowed contexts by key.
+    index: RouteIndex,
     skipped: AtomicU64,
     decided: AtomicU64,
 }
@@ -166,10 +170,12 @@ impl Routing {
             self.keep(state);
             return View::default();
         }
-        View {
+        let mut view = View {
             state: Some(state),
             ..View::default()
-        }
+        };
+        view.index = view.index_of(callers);
+        view
     }
 
     /// Gives back what `view` used, and counts what it did.
@@ -348,6 +354,33 @@ impl View {
             },
         };
         Some((route, keys))
+    }
+
+    /// The contexts of `callers` that keyed routes narrow, by key.
+    fn index_of(&self, callers: &[(u32, u64, Arc<Caller>)]) -> RouteIndex {
+        let mut index = RouteIndex::default();
+        for (relid, context, caller) in callers {
+            if let Some((route, Some(keys))) = self.usable(*relid, *context, caller)
+                && let Shape::Keyed { column, .. } = &route.shape
+            {
+                index.add(*relid, *context, column, keys);
+            }
+        }
+        index
+    }
+
+    /// Whether subscriptions of `context` to `relid` can want an event only
+    /// when [`Self::reached`] lists the context.
+    pub(super) fn narrows(&self, relid: u32, context: u64) -> bool {
+        self.index.narrows(relid, context)
+    }
+
+    /// The narrowed contexts `event` reaches (a version of its row holds one
+    /// of their keys).
+    pub(super) fn reached(&self, event: &Event) -> Vec<u64> {
+        let (reached, missed) = self.index.reached(event);
+        self.skipped.fetch_add(missed as u64, Ordering::Relaxed);
+        reached
     }
 
     /// Whether `caller`'s subscription may want `event` at all: `false` only

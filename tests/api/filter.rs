@@ -670,14 +670,16 @@ async fn rust_and_sql_filters_decide_alike_on_random_rows_and_filters() {
     let handle = tokio::runtime::Handle::current();
     // Filters matching no row, some rows, every row.
     let outcomes = std::sync::Mutex::new([0usize; 3]);
+    let probes_found = std::sync::atomic::AtomicUsize::new(0);
     let result = runner.run(&filters(Arc::new(pools)), |spec| {
         let mut outcomes = outcomes.lock().unwrap();
         let n: usize = outcomes.iter().sum();
         let with_matches = n % MATCHES_EVERY == 0;
-        let matched = tokio::task::block_in_place(|| {
+        let (matched, probed) = tokio::task::block_in_place(|| {
             handle.block_on(check(&client, &table, &images, &spec, with_matches))
         })
         .map_err(TestCaseError::fail)?;
+        probes_found.fetch_add(usize::from(probed), std::sync::atomic::Ordering::Relaxed);
         outcomes[match matched {
             0 => 0,
             ROWS => 2,
@@ -695,18 +697,61 @@ async fn rust_and_sql_filters_decide_alike_on_random_rows_and_filters() {
         some >= FILTERS as usize / 4,
         "too few filters tell rows apart ({some}): the generator drifted"
     );
+    eprintln!(
+        "{} random filters had a probe that found rows",
+        probes_found.into_inner()
+    );
+}
+
+#[tokio::test]
+async fn the_probe_of_an_equality_filter_finds_every_row_holding_its_value() {
+    let app = spawn_app().await;
+    create_table(&app).await;
+    let mut runner = TestRunner::new(Config {
+        rng_seed: RngSeed::Fixed(seed()),
+        ..Config::default()
+    });
+    let rows = rows().new_tree(&mut runner).unwrap().current();
+    insert(&app, &rows).await;
+    let table = table(&app).await;
+    let images = images(&connect(&app.admin_url).await).await;
+    let mut probed = 0;
+    for (i, (column, ..)) in COLUMNS.iter().enumerate() {
+        for value in rows.iter().filter_map(|r| r[i].as_ref()?.json.clone()) {
+            for spec in [
+                json!({ *column: { "eq": value } }),
+                json!({ *column: { "in": [value] }, "_or": [] , "i4": {"isNull": false} }),
+            ] {
+                let Ok(filter) = Filter::parse(&spec, &table, &|_| true) else {
+                    continue;
+                };
+                let Some((probe, keys)) = filter.probe() else {
+                    continue;
+                };
+                probed += 1;
+                for (id, image) in images.iter().filter(|(_, image)| filter.matches(image)) {
+                    assert!(
+                        probe.key(image).is_some_and(|k| keys.contains(&k)),
+                        "{spec} matches row {id} ({image}), its probe must find it"
+                    );
+                }
+            }
+        }
+    }
+    assert!(probed >= 500, "equality filters with a probe: {probed}");
 }
 
 /// One filter: Rust on the images, SQL on the table (canonical and raw
-/// spec), and every so often `herald.filter_matches` on the images. Returns
-/// how many rows matched.
+/// spec), its probe (when it has one) on the images it matches, and every
+/// so often `herald.filter_matches` on the images. Returns how many rows
+/// matched, and whether a probe found some.
 async fn check(
     client: &Client,
     table: &Table,
     images: &[(i32, Value)],
     spec: &Value,
     with_matches: bool,
-) -> Result<usize, String> {
+) -> Result<(usize, bool), String> {
     let filter = Filter::parse(spec, table, &|_| true).map_err(|e| format!("{spec}: {e}"))?;
     let rust: Vec<i32> = images
         .iter()
@@ -719,6 +764,19 @@ async fn check(
     if rust != canonical {
         writeln!(problems, "Rust matched {rust:?}, SQL {canonical:?}").unwrap();
     }
+    // The hub's index finds a filtered subscription by its probe only: it
+    // must find every row the filter matches.
+    let probed = filter.probe().map(|(probe, keys)| {
+        for (id, image) in images.iter().filter(|(id, _)| rust.contains(id)) {
+            if !probe.key(image).is_some_and(|k| keys.contains(&k)) {
+                writeln!(
+                    problems,
+                    "the probe misses row {id}, which the filter matches"
+                )
+                .unwrap();
+            }
+        }
+    });
     if raw != canonical {
         writeln!(
             problems,
@@ -748,7 +806,7 @@ async fn check(
         }
     }
     if problems.is_empty() {
-        return Ok(rust.len());
+        return Ok((rust.len(), probed.is_some() && !rust.is_empty()));
     }
     let differing: Vec<&Value> = images
         .iter()

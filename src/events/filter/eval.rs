@@ -219,7 +219,7 @@ fn order(domain: &Domain, v: &Value, want: &Scalar) -> Option<Ordering> {
 }
 
 /// Reads a scalar image value of `domain`.
-fn read(domain: &Domain, v: &Value) -> Option<Scalar> {
+pub(super) fn read(domain: &Domain, v: &Value) -> Option<Scalar> {
     Some(match domain {
         Domain::Number => Scalar::Num(Num::read(v)?),
         Domain::Float { single } => Scalar::Float(read_float(v, *single)?),

@@ -60,6 +60,7 @@ mod eval;
 mod like;
 mod number;
 mod parse;
+mod probe;
 mod time;
 mod value;
 
@@ -68,6 +69,7 @@ use serde_json::{Value, json};
 use crate::db::catalog::Table;
 
 use eval::{Check, Cmp, Domain, Node, Test};
+pub use probe::{Key, Probe};
 use value::Scalar;
 
 /// A validated filter.

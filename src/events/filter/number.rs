@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 /// A numeric value, in Postgres's order: -Infinity < finite < Infinity < NaN.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) enum Num {
     /// `-Infinity`.
     NegInf,
@@ -23,7 +23,9 @@ pub(super) enum Num {
 
 /// An exact decimal: `0.d1d2d3… × 10^exp`, digits without leading or
 /// trailing zeros (none at all for zero, which is never negative).
-#[derive(Clone, Debug, PartialEq, Eq)]
+// Hash with the derived Eq: digits are normalized, so equal values have
+// equal fields.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Decimal {
     negative: bool,
     digits: Vec<u8>,

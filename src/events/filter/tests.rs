@@ -460,3 +460,65 @@ fn column_eq_compares_json_values() {
     assert!(!f.matches(&json!({"user_id": null})));
     assert_eq!(f.columns(), ["user_id"]);
 }
+
+/// Every pair of (filter, image) where the filter matches: its probe, if it
+/// has one, finds the image's key among its keys; and the probe exists for
+/// the equality shapes the hub relies on.
+#[test]
+fn a_probe_finds_every_image_its_filter_matches() {
+    let filters = [
+        json!({"id": {"eq": 7}}),
+        json!({"num": {"eq": "1.50"}}),
+        json!({"num": {"in": [2, "1e2", "NaN"]}}),
+        json!({"uid": {"eq": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"}}),
+        json!({"code": {"eq": "ab"}}),
+        json!({"title": {"eq": "Ünïcode"}, "id": {"gt": 1}}),
+        json!({"ok": {"eq": false}}),
+        json!({"mood": {"in": ["ok", "happy"]}}),
+        json!({"day": {"eq": "2026-12-01"}}),
+        json!({"at": {"eq": "2026-12-01T10:00:00+01:00"}}),
+        json!({"addr": {"eq": "10.0.0.1"}}),
+    ];
+    let images = [
+        json!({"id": 7, "num": 1.5, "uid": "a0eebc999c0b4ef8bb6d6bb9bd380a11", "code": "ab  ",
+               "title": "Ünïcode", "ok": false, "mood": "happy", "day": "2026-12-01",
+               "at": "2026-12-01T09:00:00+00:00", "addr": "10.0.0.1"}),
+        json!({"id": "7", "num": "100", "uid": "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+               "code": "ab", "title": "Ünïcode", "ok": false, "mood": "ok"}),
+        json!({"id": 8, "num": "NaN", "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12",
+               "code": "abc", "title": "unicode", "ok": true, "mood": "sad",
+               "day": "2026-12-02", "at": "2026-12-01T10:00:00+00:00", "addr": "10.0.0.2"}),
+        json!({"id": null, "num": 1.25}),
+    ];
+    let mut matched = 0;
+    for spec in &filters {
+        let f = filter(spec.clone());
+        let (probe, keys) = f.probe().unwrap_or_else(|| panic!("{spec} has a probe"));
+        for image in &images {
+            if f.matches(image) {
+                matched += 1;
+                let key = probe.key(image);
+                assert!(
+                    key.is_some_and(|k| keys.contains(&k)),
+                    "{spec} matches {image}, its probe must find it"
+                );
+            }
+        }
+    }
+    assert!(matched >= 12, "the cases exercise matches: {matched}");
+}
+
+#[test]
+fn filters_without_a_plain_equality_have_no_probe() {
+    for spec in [
+        json!({}),
+        json!({"id": {"gt": 1}}),
+        json!({"f8": {"eq": 1.5}}),
+        json!({"doc": {"eq": {"a": 1}}}),
+        json!({"_or": [{"id": {"eq": 1}}, {"id": {"eq": 2}}]}),
+        json!({"_not": {"id": {"eq": 1}}}),
+        json!({"id": {"neq": 1}}),
+    ] {
+        assert!(filter(spec.clone()).probe().is_none(), "{spec}");
+    }
+}
