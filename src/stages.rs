@@ -1,6 +1,7 @@
 //! Where the time goes: a latency histogram per stage of the pipeline, as
-//! Prometheus histograms in `/metrics`. Holding the batch's snapshot,
-//! reading a page of the outbox, authorizing it, dispatching it (matching,
+//! Prometheus histograms in `/metrics`. Holding the batch's snapshot (and
+//! reading its first page, in the same round trip), reading each further
+//! page of the outbox, authorizing a page, dispatching it (matching,
 //! authorizing and queueing together), and writing a burst of frames to a
 //! WebSocket.
 
@@ -58,9 +59,11 @@ impl Histogram {
 /// The stages of the pipeline.
 #[derive(Default)]
 pub struct Stages {
-    /// Taking and exporting the snapshot that ends a batch.
+    /// Taking and exporting the snapshot that ends a batch, with reading
+    /// the batch's first page (one round trip).
     pub hold: Histogram,
-    /// Reading one page of the outbox.
+    /// Reading one further page of the outbox (a batch of more than a page,
+    /// or one whose end could not be held).
     pub read: Histogram,
     /// One authorizer call for a page (every moment).
     pub authorize: Histogram,
@@ -77,9 +80,9 @@ impl Stages {
             (
                 &self.hold,
                 "hold",
-                "taking and exporting a batch's end snapshot",
+                "taking and exporting a batch's end snapshot, and reading its first page",
             ),
-            (&self.read, "read", "reading one page of the outbox"),
+            (&self.read, "read", "reading a further page of the outbox"),
             (
                 &self.authorize,
                 "authorize",

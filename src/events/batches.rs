@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use super::Event;
 use super::delivery::Bounds;
 use super::hub::Hub;
 use super::listener::{ISOLATE_AFTER, ListenError, ListenerConfig, ListenerStatus, timed};
@@ -45,6 +46,8 @@ struct Batch {
     high_held: Option<Held>,
     /// The exported snapshots its moments are judged in.
     as_of: AsOf,
+    /// Its first page, read with the hold of its end (until dispatched).
+    first_page: Option<Vec<Arc<Event>>>,
 }
 
 impl Progress {
@@ -91,15 +94,19 @@ pub(super) async fn drain(
     };
     if progress.batch.is_none() {
         let started = Instant::now();
-        let taken = holders.take().await;
+        let taken = holders.take(Some(&from)).await;
         hub.stages().hold.observe(started.elapsed());
-        let (high, high_held) = match taken {
-            Ok(held) => (held.snapshot.clone(), Some(held)),
+        let (high, high_held, first_page) = match taken {
+            Ok(mut held) => {
+                let first_page = held.first_page.take();
+                (held.snapshot.clone(), Some(held), first_page)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not hold the batch's end; \
                     its new images are judged at dispatch time");
                 (
                     timed(timings, outbox::current_snapshot(client)).await??,
+                    None,
                     None,
                 )
             }
@@ -142,21 +149,29 @@ pub(super) async fn drain(
             after_id: 0,
             high_held,
             as_of,
+            first_page,
         });
     }
     while let Some(batch) = progress.batch.as_mut() {
-        let started = Instant::now();
-        let page = timed(
-            timings,
-            reader.read_page(
-                client,
-                &batch.bounds.low,
-                &batch.bounds.high,
-                batch.after_id,
-            ),
-        )
-        .await??;
-        hub.stages().read.observe(started.elapsed());
+        let page = match batch.first_page.take() {
+            // (Taken: should its dispatch fail, the retry reads it again.)
+            Some(page) => page,
+            None => {
+                let started = Instant::now();
+                let page = timed(
+                    timings,
+                    reader.read_page(
+                        client,
+                        &batch.bounds.low,
+                        &batch.bounds.high,
+                        batch.after_id,
+                    ),
+                )
+                .await??;
+                hub.stages().read.observe(started.elapsed());
+                page
+            }
+        };
         if let Some(last) = page.last() {
             let isolation = if progress.failures >= ISOLATE_AFTER {
                 Isolation::Always

@@ -339,7 +339,7 @@ async fn session(
     if progress.low.is_none() {
         // First start: the stream begins now, held for the first batch's old
         // images. Clients with a cursor catch up from the outbox.
-        let now = match holders.take().await {
+        let now = match holders.take(None).await {
             Ok(held) => progress.low_held.insert(held).snapshot.clone(),
             Err(e) => {
                 tracing::warn!(error = %e, "could not hold the starting snapshot; \

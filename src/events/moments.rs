@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::Event;
+use super::outbox::{FirstPage, OutboxError};
 use super::snapshot::Snapshot;
 use crate::db::as_of::ExportedSnapshot;
 use crate::db::tls::Connector;
@@ -49,6 +51,8 @@ pub enum HoldError {
 struct Connection {
     client: Client,
     driver: tokio::task::JoinHandle<()>,
+    /// The first-page read, prepared on this connection.
+    first_page: FirstPage,
 }
 
 impl Drop for Connection {
@@ -69,6 +73,9 @@ pub struct Held {
     /// The catalogs' fingerprint in it (`herald.routing_version()`): routes
     /// are used for a batch only when both of its ends show the same.
     pub version: Arc<str>,
+    /// The first page of the batch ending here, when asked for: read in
+    /// this snapshot, in the same round trip as the hold.
+    pub first_page: Option<Vec<Arc<Event>>>,
     taken: Instant,
 }
 
@@ -105,20 +112,21 @@ impl Holders {
     }
 
     /// Holds the current snapshot: begins a repeatable-read transaction,
-    /// reads its snapshot and exports it, in one round trip.
-    pub async fn take(&mut self) -> Result<Held, HoldError> {
+    /// reads its snapshot and exports it, and with `after` also reads the
+    /// first page of the batch from `after` to it, in one round trip.
+    pub async fn take(&mut self, after: Option<&Snapshot>) -> Result<Held, HoldError> {
         while let Some(connection) = self.idle.pop() {
             if connection.client.is_closed() {
                 continue;
             }
-            match self.begin(connection).await {
+            match self.begin(connection, after).await {
                 Ok(held) => return Ok(held),
                 // A connection that died while idle: try a fresh one.
                 Err(e) => tracing::debug!(error = %e, "snapshot holder connection failed"),
             }
         }
         let connection = self.connect().await?;
-        self.begin(connection).await
+        self.begin(connection, after).await
     }
 
     /// Ends the holding transaction; keeps its connection for the next hold
@@ -144,20 +152,48 @@ impl Holders {
                 tracing::debug!(error = %e, "snapshot holder connection closed");
             }
         });
-        Ok(Connection { client, driver })
+        let first_page = tokio::time::timeout(self.timeout, FirstPage::prepare(&client))
+            .await
+            .map_err(|_| HoldError::Timeout)?
+            .map_err(|e| match e {
+                OutboxError::Db(e) => HoldError::Db(e),
+                OutboxError::Data(d) => HoldError::Data(d),
+            })?;
+        Ok(Connection {
+            client,
+            driver,
+            first_page,
+        })
     }
 
-    async fn begin(&self, connection: Connection) -> Result<Held, HoldError> {
-        let messages = tokio::time::timeout(
-            self.timeout,
-            connection.client.simple_query(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-                 SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_export_snapshot(),
-                        herald.routing_version()",
-            ),
-        )
-        .await
-        .map_err(|_| HoldError::Timeout)??;
+    async fn begin(
+        &self,
+        connection: Connection,
+        after: Option<&Snapshot>,
+    ) -> Result<Held, HoldError> {
+        let client = &connection.client;
+        let hold = client.simple_query(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+             SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_export_snapshot(),
+                    herald.routing_version()",
+        );
+        // Sent right behind the hold (futures are polled in order, and a
+        // request goes out on its first poll): one round trip for both.
+        let read = async {
+            match after {
+                Some(low) => connection.first_page.read(client, low).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (messages, first_page) =
+            tokio::time::timeout(self.timeout, futures::future::join(hold, read))
+                .await
+                .map_err(|_| HoldError::Timeout)?;
+        let messages = messages?;
+        let first_page = first_page.map_err(|e| match e {
+            OutboxError::Db(e) => HoldError::Db(e),
+            OutboxError::Data(d) => HoldError::Data(d),
+        })?;
         let row = messages
             .iter()
             .find_map(|m| match m {
@@ -178,6 +214,7 @@ impl Holders {
             snapshot,
             id,
             version: version.into(),
+            first_page,
             taken: Instant::now(),
         })
     }

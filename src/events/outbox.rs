@@ -77,6 +77,38 @@ impl Reader {
     }
 }
 
+/// Reads a batch's first page inside the repeatable-read transaction that
+/// holds the batch's end, so that holding it and reading can share one round
+/// trip ([`super::moments`]).
+pub struct FirstPage {
+    statement: Statement,
+}
+
+impl FirstPage {
+    /// Prepares the read on `client`; valid on that connection only.
+    pub async fn prepare(client: &Client) -> Result<FirstPage, OutboxError> {
+        let statement = client
+            .prepare(include_str!("../../sql/read_first_page.sql"))
+            .await?;
+        Ok(FirstPage { statement })
+    }
+
+    /// The events committed after `low` and visible in the snapshot of the
+    /// transaction open on `client`, at most a page. The request is sent on
+    /// the first poll, so it can follow the statement that opens the
+    /// transaction without waiting for its answer.
+    pub async fn read(
+        &self,
+        client: &Client,
+        low: &Snapshot,
+    ) -> Result<Vec<Arc<Event>>, OutboxError> {
+        let rows = client
+            .query(&self.statement, &[&low.to_string(), &PAGE_SIZE])
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
 fn event_from_row(row: &Row) -> Result<Arc<Event>, OutboxError> {
     let op: String = row.get("op");
     let xid: i64 = row.get("xid");
