@@ -9,6 +9,8 @@
 //! it must never do is leave out one that wants the event.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -23,12 +25,12 @@ pub(super) struct TableIndex {
     /// Per probe (column and type): the subscriptions by wanted value.
     probed: HashMap<String, Probed>,
     /// The subscriptions without a probe, per context number, by id.
-    by_context: HashMap<u64, HashMap<u64, Arc<Entry>>>,
+    by_context: FxHashMap<u64, FxHashMap<u64, Arc<Entry>>>,
 }
 
 struct Probed {
     probe: Probe,
-    by_key: HashMap<Key, HashMap<u64, Arc<Entry>>>,
+    by_key: HashMap<Key, FxHashMap<u64, Arc<Entry>>>,
 }
 
 impl TableIndex {

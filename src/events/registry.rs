@@ -10,6 +10,8 @@
 //! with the last subscription of its context and never reused.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
 
 use super::delivery::{Delivery, Interest};
@@ -41,16 +43,16 @@ pub(super) struct Candidate {
 /// Every subscription, by table.
 #[derive(Default)]
 pub(super) struct Registry {
-    pub(super) by_table: HashMap<u32, HashMap<u64, Arc<Entry>>>,
+    pub(super) by_table: FxHashMap<u32, FxHashMap<u64, Arc<Entry>>>,
     pub(super) next_id: u64,
     pub(super) epoch: u64,
     /// Context numbers by key, with how many subscriptions use each.
     numbers: HashMap<Arc<str>, (u64, usize)>,
     next_context: u64,
     /// Per table, its contexts: the caller and how many subscriptions.
-    contexts: HashMap<u32, HashMap<u64, (Arc<Caller>, usize)>>,
+    contexts: FxHashMap<u32, FxHashMap<u64, (Arc<Caller>, usize)>>,
     /// Per table, its subscriptions indexed for matching.
-    index: HashMap<u32, TableIndex>,
+    index: FxHashMap<u32, TableIndex>,
 }
 
 impl Registry {
@@ -207,7 +209,7 @@ impl Registry {
     ) -> Vec<Candidate> {
         let mut out = Vec::new();
         // Per table, the unprobed contexts every event must visit.
-        let mut unnarrowed: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut unnarrowed: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
         for (i, event) in events.iter().enumerate() {
             let Some(index) = self.index.get(&event.relid) else {
                 continue;

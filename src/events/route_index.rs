@@ -7,7 +7,9 @@
 //! context's keys at the batch's end, or the old version's one of its keys
 //! at the batch's start (exactly what `Route::admits` decides).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde_json::Value;
 
@@ -17,7 +19,7 @@ use crate::db::routes::{MomentKeys, key_text};
 /// Per table, the narrowed contexts by key.
 #[derive(Default)]
 pub(super) struct RouteIndex {
-    tables: HashMap<u32, TableRoutes>,
+    tables: FxHashMap<u32, TableRoutes>,
 }
 
 #[derive(Default)]
@@ -25,7 +27,7 @@ struct TableRoutes {
     /// One per routed column (roles may route a table by different ones).
     columns: Vec<ColumnRoutes>,
     /// The contexts narrowed.
-    narrowed: HashSet<u64>,
+    narrowed: FxHashSet<u64>,
 }
 
 struct ColumnRoutes {

@@ -23,6 +23,8 @@
 //! error) only means asking the authorizer, as without routing.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,9 +94,9 @@ struct State {
     routes: HashMap<u32, HashMap<String, Option<Arc<Route>>>>,
     /// Per (table, caller): its keys and the batch they were computed in
     /// (`None`: they could not be computed).
-    keys: HashMap<TableCaller, (u64, Option<MomentKeys>)>,
+    keys: FxHashMap<TableCaller, (u64, Option<MomentKeys>)>,
     /// Per table: the last batch that had an event of it.
-    changed: HashMap<u32, u64>,
+    changed: FxHashMap<u32, u64>,
 }
 
 /// A (table, context number).
@@ -295,7 +297,7 @@ impl Routing {
         as_of: &AsOf,
     ) -> Option<Vec<Option<MomentKeys>>> {
         let mut callers: Vec<&Caller> = Vec::new();
-        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut index: FxHashMap<u64, usize> = FxHashMap::default();
         let mut questions = Vec::with_capacity(stale.len());
         for (_, context, caller, route) in stale {
             let Shape::Keyed { arms, .. } = &route.shape else {
