@@ -8,6 +8,7 @@
 //! at the batch's start (exactly what `Route::admits` decides).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -33,9 +34,9 @@ struct TableRoutes {
 struct ColumnRoutes {
     column: String,
     /// Contexts by key at the batch's start (old versions).
-    before: HashMap<String, Vec<u64>>,
+    before: Arc<HashMap<String, Vec<u64>>>,
     /// Contexts by key at the batch's end (new versions).
-    after: HashMap<String, Vec<u64>>,
+    after: Arc<HashMap<String, Vec<u64>>>,
 }
 
 impl RouteIndex {
@@ -48,20 +49,32 @@ impl RouteIndex {
             None => {
                 table.columns.push(ColumnRoutes {
                     column: column.to_owned(),
-                    before: HashMap::new(),
-                    after: HashMap::new(),
+                    before: Arc::default(),
+                    after: Arc::default(),
                 });
                 table.columns.len() - 1
             }
         };
         let routes = &mut table.columns[at];
+        let before = Arc::make_mut(&mut routes.before);
         for key in keys.before.iter() {
-            routes.before.entry(key.clone()).or_default().push(context);
+            before.entry(key.clone()).or_default().push(context);
         }
+        let after = Arc::make_mut(&mut routes.after);
         for key in keys.after.iter() {
-            routes.after.entry(key.clone()).or_default().push(context);
+            after.entry(key.clone()).or_default().push(context);
         }
         table.narrowed.insert(context);
+    }
+
+    /// The index of a later batch in which every context's keys are carried
+    /// forward: both of its moments have this one's keys at its end.
+    pub(super) fn carry(&mut self) {
+        for table in self.tables.values_mut() {
+            for routes in &mut table.columns {
+                routes.before = routes.after.clone();
+            }
+        }
     }
 
     /// Whether `context` of `relid` is reached only through its keys.

@@ -97,6 +97,20 @@ struct State {
     keys: FxHashMap<TableCaller, (u64, Option<MomentKeys>)>,
     /// Per table: the last batch that had an event of it.
     changed: FxHashMap<u32, u64>,
+    /// The last page's index, and the (table, context) pairs it was built
+    /// for: reused while neither they nor their routes and keys change.
+    index: Option<(Vec<TableCaller>, RouteIndex)>,
+}
+
+/// What filling in routes and keys for a page did to its callers' keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Every key set as the last page had it (a later page of a batch).
+    Kept,
+    /// Every key set carried forward into a new batch.
+    Carried,
+    /// Some derived or computed afresh (or a mix).
+    Changed,
 }
 
 /// A (table, context number).
@@ -114,8 +128,9 @@ impl State {
 #[derive(Default)]
 pub(super) struct View {
     state: Option<State>,
-    /// The page's narrowed contexts by key.
+    /// The page's narrowed contexts by key, and the pairs it is for.
     index: RouteIndex,
+    indexed: Vec<TableCaller>,
     skipped: AtomicU64,
     decided: AtomicU64,
 }
@@ -165,18 +180,35 @@ impl Routing {
         if state.version.as_ref() != Some(version) {
             state.routes.clear();
             state.keys.clear();
+            state.index = None;
             state.version = Some(version.clone());
         }
-        if !self.fill(&mut state, callers, as_of, epoch, whole).await {
+        let Some(keys) = self.fill(&mut state, callers, as_of, epoch, whole).await else {
             self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
+            state.index = None;
             self.keep(state);
             return View::default();
-        }
+        };
+        let pairs: Vec<TableCaller> = callers.iter().map(|(r, c, _)| (*r, *c)).collect();
+        // Building the index costs a look at every context; most pages can
+        // reuse the last one.
+        let kept = match (state.index.take(), keys) {
+            (Some((built_for, index)), Keys::Kept) if built_for == pairs => Some(index),
+            (Some((built_for, mut index)), Keys::Carried) if built_for == pairs => {
+                index.carry();
+                Some(index)
+            }
+            _ => None,
+        };
         let mut view = View {
             state: Some(state),
             ..View::default()
         };
-        view.index = view.index_of(callers);
+        view.index = match kept {
+            Some(index) => index,
+            None => view.index_of(callers),
+        };
+        view.indexed = pairs;
         view
     }
 
@@ -187,7 +219,8 @@ impl Routing {
         };
         add(&self.stats.skipped, &view.skipped);
         add(&self.stats.decided, &view.decided);
-        if let Some(state) = view.state {
+        if let Some(mut state) = view.state {
+            state.index = Some((view.indexed, view.index));
             self.keep(state);
         }
     }
@@ -203,8 +236,8 @@ impl Routing {
         *kept = state;
     }
 
-    /// Derives missing routes and computes missing or stale keys; `false`
-    /// when the page cannot be routed.
+    /// Derives missing routes and computes missing or stale keys, and tells
+    /// what that did to the keys; `None` when the page cannot be routed.
     async fn fill(
         &self,
         state: &mut State,
@@ -212,7 +245,7 @@ impl Routing {
         as_of: &AsOf,
         epoch: u64,
         whole: bool,
-    ) -> bool {
+    ) -> Option<Keys> {
         let mut missing: Vec<(u32, String)> = callers
             .iter()
             .filter(|(relid, _, c)| state.route(*relid, &c.role).is_none())
@@ -220,19 +253,20 @@ impl Routing {
             .collect();
         missing.sort_unstable();
         missing.dedup();
+        let derived = !missing.is_empty();
         if !missing.is_empty() {
             let derived = match self.source.derive(&missing, as_of).await {
                 Ok(Some(derived)) => derived,
-                Ok(None) => return false,
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::warn!(error = %e, "deriving routes failed; authorizing unrouted");
-                    return false;
+                    return None;
                 }
             };
             if Some(derived.version.as_str()) != state.version.as_deref() {
                 tracing::debug!(derived = %derived.version, held = ?state.version,
                     "routes derived under another catalog version; not routing this page");
-                return false;
+                return None;
             }
             self.stats
                 .derived
@@ -241,6 +275,7 @@ impl Routing {
                 state.routes.entry(relid).or_default().insert(role, route);
             }
         }
+        let (mut kept, mut carried) = (0usize, 0usize);
         let mut stale: Vec<(u32, u64, Arc<Caller>, Arc<Route>)> = Vec::new();
         for (relid, context, caller) in callers {
             // (Fields borrowed apart: keys are updated while routes are read.)
@@ -269,6 +304,9 @@ impl Routing {
                     if let Some(keys) = keys {
                         keys.before = keys.after.clone();
                     }
+                    carried += 1;
+                } else if *at == epoch {
+                    kept += 1;
                 }
                 *at == epoch
             });
@@ -276,10 +314,9 @@ impl Routing {
                 stale.push((*relid, *context, caller.clone(), route.clone()));
             }
         }
-        if !stale.is_empty() {
-            let Some(found) = self.compute(&stale, as_of).await else {
-                return false;
-            };
+        let computed = !stale.is_empty();
+        if computed {
+            let found = self.compute(&stale, as_of).await?;
             self.stats
                 .keys_computed
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
@@ -287,7 +324,11 @@ impl Routing {
                 state.keys.insert((*relid, *context), (epoch, keys));
             }
         }
-        true
+        Some(match (derived || computed, kept, carried) {
+            (false, _, 0) => Keys::Kept,
+            (false, 0, _) => Keys::Carried,
+            _ => Keys::Changed,
+        })
     }
 
     /// Keys of `stale` callers, one database call per moment.

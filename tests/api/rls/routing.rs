@@ -109,6 +109,7 @@ async fn keys_kept_from_a_batch_that_changed_them_judge_the_next_update_old_vers
 {
     let app = spawn_app().await;
     let acme = app.tenant("Acme").await;
+    let globex = app.tenant("Globex").await;
     let alice = app.user("alice@acme.test", &[]).await;
     let mut a = watch(&app, &alice, "alice", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
@@ -125,14 +126,18 @@ async fn keys_kept_from_a_batch_that_changed_them_judge_the_next_update_old_vers
     let inserted = a.next_event("c").await;
     assert_eq!(inserted["row"]["title"], "plan", "{inserted}");
 
-    // A later batch that changes no membership reuses her keys: both of its
-    // moments are the end of the batch that computed them.
-    app.sql("update documents set title = 'plan-v2' where title = 'plan'")
-        .await;
-    let updated = a.next_event("c").await;
+    // A later batch that changes no membership reuses her keys (and the
+    // index of them): both of its moments are the end of the batch that
+    // computed them. The document leaves her view: only its old version,
+    // in Acme, reaches her.
+    app.sql(&format!(
+        "update documents set tenant_id = '{globex}', title = 'plan-v2' where title = 'plan'"
+    ))
+    .await;
+    let moved = a.next_event("c").await;
     assert_eq!(
-        (&updated["row"]["title"], &updated["old"]["title"]),
-        (&"plan-v2".into(), &"plan".into()),
-        "alice was a member before the update and after it: {updated}"
+        (&moved["row"], &moved["old"]["title"]),
+        (&serde_json::Value::Null, &"plan".into()),
+        "alice was a member of Acme before the update and after it: {moved}"
     );
 }
