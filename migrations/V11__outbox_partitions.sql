@@ -145,29 +145,20 @@ select s,
   from generate_series(0, 7) s, herald.events_id_seq q;
 revoke all on herald.outbox_slots from public;
 
--- The partitions that may hold events of transactions from `from_xid` on:
--- those still written, those whose xid_below is above it, and the one the
--- id sequence is in now (whatever outbox_slots says). As an array of
--- partition key values, for `((e.id >> 40) & 7) = any(...)`, which Postgres
--- uses to plan only those partitions.
-create function herald.outbox_partitions(from_xid xid8) returns bigint[]
-language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
-declare
-  current bigint;
-  slots   bigint[];
-begin
-  select (q.last_value >> 40) & 7 into current from herald.events_id_seq q;
-  select array_agg(s.slot) into slots from herald.outbox_slots s
-   where s.xid_below is null or s.xid_below > from_xid or s.slot = current;
-  return coalesce(slots, array[current]);
-end
-$$;
+-- The readers below read only the partitions that may hold events of
+-- transactions from the first one they look for on: those still written,
+-- those whose xid_below is above that transaction, and the one the id
+-- sequence is in now (whatever outbox_slots says), as an array of partition
+-- key values for `((e.id >> 40) & 7) = any(parts)`. They are PL/pgSQL, so
+-- that the array is known when the query is planned and Postgres plans and
+-- opens only those partitions (a SQL function's statement is planned with
+-- its parameters unknown). The array's query is repeated in each rather
+-- than called: a function pinning search_path costs a few microseconds per
+-- call, and the relay polls every 2 ms.
 
 -- The listener's and catch-up's read (V1's contract, unchanged): the events
 -- committed after snapshot `low` and visible in snapshot `high`, with an id
--- above `after_id`, in id order, at most `lim`. PL/pgSQL, so that the
--- partitions to read are known when the query is planned (a SQL function's
--- statement is planned with its parameters unknown).
+-- above `after_id`, in id order, at most `lim`.
 create or replace function herald.read_events(low text, high text, after_id bigint, lim bigint)
 returns table (id bigint, xid bigint, relid oid, table_name text, op text,
                new_row jsonb, old_row jsonb, committed_at timestamptz)
@@ -175,8 +166,12 @@ language plpgsql stable security definer set search_path = pg_catalog, pg_temp a
 declare
   lo    pg_snapshot := low::pg_snapshot;
   hi    pg_snapshot := high::pg_snapshot;
-  parts bigint[] := herald.outbox_partitions(pg_snapshot_xmin(lo));
+  parts bigint[];
 begin
+  select array_agg(s.slot) into parts
+    from herald.outbox_slots s, herald.events_id_seq q
+   where s.xid_below is null or s.xid_below > pg_snapshot_xmin(lo)
+      or s.slot = (q.last_value >> 40) & 7;
   return query
   select e.id, e.xid::text::bigint, e.relid, e.table_name, e.op, e.new_row, e.old_row, e.committed_at
     from herald.events e
@@ -199,8 +194,12 @@ returns table (key text, before jsonb, gone boolean, last_xid bigint, last_id bi
                last_at timestamptz)
 language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  parts bigint[] := herald.outbox_partitions(pg_snapshot_xmin(low::pg_snapshot));
+  parts bigint[];
 begin
+  select array_agg(s.slot) into parts
+    from herald.outbox_slots s, herald.events_id_seq q
+   where s.xid_below is null or s.xid_below > pg_snapshot_xmin(low::pg_snapshot)
+      or s.slot = (q.last_value >> 40) & 7;
   return query
   with missed as (
     select e.id, e.xid, e.op, e.new_row, e.old_row, e.committed_at
@@ -259,7 +258,6 @@ declare
 begin
   select coalesce(array_agg(t.relid), '{}') into rels from herald.tracked t where t.relay;
   if cardinality(rels) > 0 then
-    -- herald.outbox_partitions, inlined: this runs every 2 ms.
     if prev is not null then
       select array_agg(s.slot) into parts
         from herald.outbox_slots s, herald.events_id_seq q
@@ -474,6 +472,6 @@ begin
 end
 $$;
 
-revoke all on function herald.outbox_partitions(xid8), herald.outbox_rotate(interval),
+revoke all on function herald.outbox_rotate(interval),
   herald.outbox_snapshot() from public;
 grant execute on function herald.outbox_snapshot() to herald_authenticator;
