@@ -313,9 +313,16 @@ $$;
 --    taken last, so that readers wait for the truncations and the commit
 --    only, never for the counting. Writers never wait for any of them: they
 --    do not use these partitions.
---    A lock not granted within lock_timeout (50 ms) leaves that partition
---    for the next run: a long transaction reading the outbox delays
---    removal, and readers queue behind the request for at most 50 ms.
+--    When that lock is not granted within lock_timeout (50 ms: readers
+--    queue behind the request that long at most), the partition is being
+--    read: a long transaction reading the outbox, or a listener's held
+--    snapshot (src/events/moments.rs: the transaction holding a batch's end
+--    reads its first page, and stays open until the next batch). Its events
+--    are then deleted instead, with the SHARE lock still held: MVCC-safe
+--    and lock-compatible with readers, but it writes WAL and the space is
+--    only reused; so a later run empties such a partition, once nobody
+--    reads it, with TRUNCATE (checked empty under its ACCESS EXCLUSIVE
+--    lock), which returns the space.
 -- 5. When the first step could not rotate because the next partition was
 --    not empty yet and the fourth emptied it, rotates then.
 --
@@ -367,7 +374,16 @@ begin
     continue when current = slot;
     part := format('herald.%I', 'events_' || slot);
     execute format('select not exists (select from %s)', part) into young;
-    continue when young;
+    if young then
+      -- Emptied by a DELETE earlier (see below): its space is still to be
+      -- returned.
+      if pg_relation_size(part::regclass) > 0 then
+        parts := parts || part;
+        counts := counts || 0::bigint;
+        newests := newests || null::xid8;
+      end if;
+      continue;
+    end if;
     begin
       execute format('lock table %s in share mode', part);
       execute format('select exists (select from %s where committed_at >= $1)', part)
@@ -385,14 +401,28 @@ begin
   for i in 1 .. cardinality(parts) loop
     begin
       execute format('lock table %s in access exclusive mode', parts[i]);
-      execute format('truncate %s', parts[i]);
+      -- Nobody else holds it now: whatever is in it is visible here.
+      execute format('select not exists (select from %s)', parts[i]) into young;
+      if counts[i] > 0 or young then
+        execute format('truncate %s', parts[i]);
+      end if;
+    exception when lock_not_available then
+      -- Being read (a listener holds the snapshot of its last batch open
+      -- after reading it, a long transaction reads the outbox): the events
+      -- go all the same, row by row (MVCC, so the readers keep what they
+      -- see); a later prune returns the space once nobody reads it.
+      if counts[i] > 0 then
+        execute format('delete from %s', parts[i]);
+        raise notice 'herald.prune: % is being read: its events were deleted, its space is returned later',
+          parts[i];
+      end if;
+    end;
+    if counts[i] > 0 then
       update herald.retention
          set pruned_xid = case when pruned_xid is null or pruned_xid < newests[i]
                                then newests[i] else pruned_xid end;
       removed := removed + counts[i];
-    exception when lock_not_available then
-      raise notice 'herald.prune: % is being read; it is left for the next prune', parts[i];
-    end;
+    end if;
   end loop;
   if not rotated then
     perform herald.outbox_rotate(keep);
