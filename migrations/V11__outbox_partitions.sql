@@ -25,8 +25,9 @@
 --   INSERT routed through the parent opens only the partition its row goes
 --   to), so they never conflict with it. Readers of the outbox (the
 --   listener, the relay, resumes) do; prune asks for that lock with a short
---   lock_timeout and leaves the partition for its next run when it does not
---   get it in time.
+--   lock_timeout, and when it does not get it in time deletes the
+--   partition's events instead (MVCC-safe, compatible with readers and
+--   writers), returning the space by TRUNCATE at a later run.
 --
 -- Generations. The id's high bits are its generation (id >> 40), and a
 -- generation lives in partition `generation & 7`. Prune rotates, starting
@@ -40,8 +41,8 @@
 -- so an id of an old generation written late can only keep a partition
 -- longer, never remove an event early.
 --
--- Reads stay as fast (the listener reads a page per batch, the relay polls
--- every 2 ms): herald.outbox_slots records, for each partition no longer
+-- Reads stay about as fast (the listener reads a page per batch, the relay
+-- polls every 2 ms): herald.outbox_slots records, for each partition no longer
 -- written, a transaction id above every event's in it, and the readers name
 -- only the partitions that may hold events of the transactions they look
 -- for (usually the current one), so that Postgres plans and scans only
