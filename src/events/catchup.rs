@@ -125,13 +125,25 @@ pub async fn converge(
 ) -> Result<CatchUp, CatchupError> {
     let mut client = pool.get().await.map_err(DbError::from)?;
     let client: &mut tokio_postgres::Client = &mut client;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let upto = outbox::current_snapshot(&tx).await?;
+    // The outbox's partitions are locked against pruning for the whole
+    // transaction; a prune that emptied one while its snapshot was being
+    // taken makes it start again (rarely twice: a prune empties a partition
+    // at most once per run).
+    let mut attempt = 0;
+    let (tx, upto) = loop {
+        attempt += 1;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        match outbox::locked_snapshot(&tx).await? {
+            Some(upto) => break (tx, upto),
+            None if attempt < 3 => continue,
+            None => return Err(CatchupError::Expired),
+        }
+    };
     // In the same snapshot as the events: a prune cannot slip in between.
     let pruned: Option<i64> = tx
         .query_one("select pruned_xid::text::bigint from herald.retention", &[])

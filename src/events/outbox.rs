@@ -43,6 +43,28 @@ pub async fn current_snapshot(
     text.parse().map_err(|e| OutboxError::Data(format!("{e}")))
 }
 
+/// The snapshot of a repeatable-read transaction that reads the outbox
+/// (`tx`'s first statement), with the outbox's partitions locked against
+/// pruning until `tx` ends (`herald.outbox_snapshot`, migrations/V11).
+/// `Ok(None)`: a prune emptied a partition while the snapshot was being
+/// taken; start another transaction.
+pub async fn locked_snapshot(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Option<Snapshot>, OutboxError> {
+    match tx.query_one("select herald.outbox_snapshot()", &[]).await {
+        Ok(row) => {
+            let text: String = row.get(0);
+            text.parse()
+                .map(Some)
+                .map_err(|e| OutboxError::Data(format!("{e}")))
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads pages of the outbox on one connection, with the query prepared
 /// once (one round trip per page, not two).
 pub struct Reader {

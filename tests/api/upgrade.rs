@@ -147,3 +147,72 @@ async fn a_table_tracked_before_v9_captures_the_same_events_after_it_and_can_swi
         (true, "capture_relayed".to_owned())
     );
 }
+
+#[tokio::test]
+async fn events_written_before_the_outbox_was_partitioned_are_kept_and_read_after_it() {
+    let (url, db) = migrated_to(|v| v <= 10).await;
+    db.batch_execute(
+        "create table public.things (id int primary key, v text);
+         select herald.track('public.things');
+         insert into public.things values (1, 'a'), (2, 'b');
+         update public.things set v = 'c' where id = 1;
+         delete from public.things where id = 2;",
+    )
+    .await
+    .unwrap();
+    let before = stored_events(&db).await;
+    assert_eq!(before.len(), 4);
+
+    let applied = pgherald::db::migrate::run(&url, None, None, false)
+        .await
+        .expect("the upgrade applies");
+    assert!(applied >= 1);
+    let kind: String = db
+        .query_one(
+            "select relkind::text from pg_class where oid = 'herald.events'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "p", "partitioned");
+    assert_eq!(stored_events(&db).await, before, "moved over, ids and all");
+    // Read as the listener reads them, and new events follow them.
+    let read: i64 = db
+        .query_one(
+            "select count(*) from herald.read_events('1:1:', pg_current_snapshot()::text, 0, 100)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read, 4);
+    db.batch_execute("insert into public.things values (3, 'd')")
+        .await
+        .unwrap();
+    let after = stored_events(&db).await;
+    assert_eq!(after[..4], before[..]);
+    assert_eq!(after.len(), 5);
+    let ids: Vec<i64> = db
+        .query("select id from herald.events order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(ids[4] > ids[3], "{ids:?}");
+}
+
+/// Every stored column of every event, in id order.
+async fn stored_events(db: &Client) -> Vec<String> {
+    db.query(
+        "select concat_ws(' | ', id, xid, relid, table_name, op, pk, new_row, old_row, committed_at)
+           from herald.events order by id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}

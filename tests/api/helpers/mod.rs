@@ -98,6 +98,17 @@ pub fn url_as(app: &TestApp, user: &str, password: &str) -> String {
     url_for(&base_admin_url(), user, Some(password.as_bytes()), db)
 }
 
+/// The owner's connection string for database `db`.
+pub fn admin_url_for(db: &str) -> String {
+    let base = base_admin_url();
+    url_for(
+        &base,
+        &admin_user(&base),
+        admin_password(&base).as_deref(),
+        db,
+    )
+}
+
 /// The login role's connection string for database `db`.
 pub fn app_url_for(db: &str) -> String {
     url_for(
