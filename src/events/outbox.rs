@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
 use super::snapshot::Snapshot;
@@ -89,13 +90,9 @@ impl Reader {
         high: &Snapshot,
         after_id: i64,
     ) -> Result<Vec<Arc<Event>>, OutboxError> {
-        let rows = client
-            .query(
-                &self.statement,
-                &[&low.to_string(), &high.to_string(), &after_id, &PAGE_SIZE],
-            )
-            .await?;
-        rows.iter().map(event_from_row).collect()
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&low.to_string(), &high.to_string(), &after_id, &PAGE_SIZE];
+        events(client, &self.statement, &params).await
     }
 }
 
@@ -124,11 +121,19 @@ impl FirstPage {
         client: &Client,
         low: &Snapshot,
     ) -> Result<Vec<Arc<Event>>, OutboxError> {
-        let rows = client
-            .query(&self.statement, &[&low.to_string(), &PAGE_SIZE])
-            .await?;
-        rows.iter().map(event_from_row).collect()
+        let params: [&(dyn ToSql + Sync); 2] = [&low.to_string(), &PAGE_SIZE];
+        events(client, &self.statement, &params).await
     }
+}
+
+/// The events a read statement returns.
+async fn events(
+    client: &Client,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Arc<Event>>, OutboxError> {
+    let rows = client.query(statement, params).await?;
+    rows.iter().map(event_from_row).collect()
 }
 
 fn event_from_row(row: &Row) -> Result<Arc<Event>, OutboxError> {
