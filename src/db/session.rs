@@ -20,14 +20,20 @@ pub async fn read_as<'a>(
     caller: &Caller,
     timeout: Duration,
 ) -> Result<Transaction<'a>, DbError> {
-    let tx = client
+    let tx = read_only(client).await?;
+    assume(&tx, caller, timeout).await?;
+    Ok(tx)
+}
+
+/// A read-only repeatable-read transaction: every statement sees its one
+/// snapshot.
+pub async fn read_only(client: &mut Client) -> Result<Transaction<'_>, DbError> {
+    Ok(client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .await?;
-    assume(&tx, caller, timeout).await?;
-    Ok(tx)
+        .await?)
 }
 
 /// Makes the rest of transaction `tx` run as `caller`: its role and claims

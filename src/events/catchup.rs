@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use serde_json::Value;
-use tokio_postgres::IsolationLevel;
 
 use super::cursor::Cursor;
 use super::delivery::{Bounds, Delivery, Interest};
@@ -132,12 +131,7 @@ pub async fn converge(
     let mut attempt = 0;
     let (tx, upto) = loop {
         attempt += 1;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = crate::db::session::read_only(client).await?;
         match outbox::locked_snapshot(&tx).await? {
             Some(upto) => break (tx, upto),
             None if attempt < 3 => continue,

@@ -47,6 +47,15 @@ pub enum HoldError {
     Data(String),
 }
 
+impl From<OutboxError> for HoldError {
+    fn from(e: OutboxError) -> Self {
+        match e {
+            OutboxError::Db(e) => HoldError::Db(e),
+            OutboxError::Data(d) => HoldError::Data(d),
+        }
+    }
+}
+
 /// A dedicated connection, driven by a task of its own that ends with it.
 struct Connection {
     client: Client,
@@ -154,11 +163,7 @@ impl Holders {
         });
         let first_page = tokio::time::timeout(self.timeout, FirstPage::prepare(&client))
             .await
-            .map_err(|_| HoldError::Timeout)?
-            .map_err(|e| match e {
-                OutboxError::Db(e) => HoldError::Db(e),
-                OutboxError::Data(d) => HoldError::Data(d),
-            })?;
+            .map_err(|_| HoldError::Timeout)??;
         Ok(Connection {
             client,
             driver,
@@ -190,10 +195,7 @@ impl Holders {
                 .await
                 .map_err(|_| HoldError::Timeout)?;
         let messages = messages?;
-        let first_page = first_page.map_err(|e| match e {
-            OutboxError::Db(e) => HoldError::Db(e),
-            OutboxError::Data(d) => HoldError::Data(d),
-        })?;
+        let first_page = first_page?;
         let row = messages
             .iter()
             .find_map(|m| match m {

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, Subscriber, TestApp, spawn_app};
+use crate::helpers::{Protocol, Subscriber, TestApp, spawn_app, titles};
 
 /// `changes` on `table` with the cursor field, resuming `after` if given.
 const RESUME: &str = "subscription($t: String!, $after: String, $f: JSON) {
@@ -18,19 +18,6 @@ async fn acme_and_globex(app: &TestApp) -> (String, String, String, String) {
     let alice = app.user("alice@acme.test", &[&acme]).await;
     let carol = app.user("carol@globex.test", &[&globex]).await;
     (acme, globex, alice, carol)
-}
-
-fn titles(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            e["row"]["title"]
-                .as_str()
-                .or(e["old"]["title"].as_str())
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -5,13 +5,13 @@
 //! transaction that wrote before a rotation and commits after it is still
 //! read, and a resume whose snapshot a prune slipped under starts again.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::helpers::{
     Protocol, Subscriber, TestApp, WAIT, admin_url_for, app_url_for, connect, fresh_database,
-    insert_document, spawn_app,
+    insert_document, spawn_app, titles,
 };
 
 const RESUME: &str = "subscription($t: String!, $after: String) {
@@ -120,19 +120,6 @@ async fn prune(db: &Client, keep: &str) -> i64 {
 async fn cursor(app: &TestApp, user: &str) -> String {
     let state = app.graphql(&app.token(user), "{ cursor }", json!({})).await;
     state["data"]["cursor"].as_str().unwrap().to_owned()
-}
-
-fn titles(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            e["row"]["title"]
-                .as_str()
-                .or(e["old"]["title"].as_str())
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test]

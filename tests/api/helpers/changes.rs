@@ -43,6 +43,11 @@ pub fn title_of(change: &Value) -> &str {
     image["title"].as_str().unwrap_or("<no title>")
 }
 
+/// The title of each change's version ([`title_of`]).
+pub fn titles(changes: &[Value]) -> Vec<String> {
+    changes.iter().map(|c| title_of(c).to_owned()).collect()
+}
+
 /// The [`Summary`] of each change.
 pub fn summary(changes: &[Value]) -> Vec<Summary> {
     changes

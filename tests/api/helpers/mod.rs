@@ -9,7 +9,7 @@ mod node;
 mod subscriber;
 mod ws;
 
-pub use changes::{document_image, insert_document, s, summary, title_of};
+pub use changes::{document_image, insert_document, s, summary, title_of, titles};
 pub use database::{connect, empty_database, fresh_database, hold_snapshot, listen};
 pub use node::{NodeClient, run_script};
 pub use subscriber::{NOTIFICATIONS, Protocol, Subscriber};
