@@ -12,7 +12,9 @@
 //! now, with a warning, counted in [`Verdicts::fell_back`]: the page is never
 //! lost or stalled for it.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
@@ -52,14 +54,104 @@ impl ExportedSnapshot {
     }
 }
 
+/// A snapshot a transaction holds open, exported (`pg_export_snapshot()`)
+/// the first time a check or a key is judged in it: most pages are decided
+/// by routes and never import their moments, and an export writes a file on
+/// the server (about a tenth of a millisecond a batch).
+#[derive(Clone, Debug)]
+pub struct HeldSnapshot(Arc<tokio::sync::Mutex<Export>>);
+
+enum Export {
+    /// Not exported yet: its transaction is open on this connection.
+    Open {
+        client: Arc<Client>,
+        timeout: Duration,
+    },
+    Exported(ExportedSnapshot),
+    /// Its transaction ended, or the export failed: judged now.
+    Gone,
+}
+
+impl fmt::Debug for Export {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Export::Open { .. } => f.write_str("Open"),
+            Export::Exported(id) => f.debug_tuple("Exported").field(id).finish(),
+            Export::Gone => f.write_str("Gone"),
+        }
+    }
+}
+
+impl HeldSnapshot {
+    /// The snapshot of the repeatable-read transaction open on `client`
+    /// (its first statement has run), exported within `timeout` when first
+    /// asked for. The holder must [`close`](Self::close) it before ending
+    /// the transaction.
+    pub fn open(client: Arc<Client>, timeout: Duration) -> HeldSnapshot {
+        HeldSnapshot(Arc::new(tokio::sync::Mutex::new(Export::Open {
+            client,
+            timeout,
+        })))
+    }
+
+    /// The id to import it by, exporting it now if need be; `None` when
+    /// its transaction is gone (its moment is then judged now).
+    pub async fn id(&self) -> Option<ExportedSnapshot> {
+        let mut export = self.0.lock().await;
+        let (client, timeout) = match &*export {
+            Export::Exported(id) => return Some(id.clone()),
+            Export::Gone => return None,
+            Export::Open { client, timeout } => (client.clone(), *timeout),
+        };
+        // (A repeatable-read transaction exports the snapshot its first
+        // statement took, whenever it is asked.)
+        let exported = tokio::time::timeout(
+            timeout,
+            client.query_one("select pg_catalog.pg_export_snapshot()", &[]),
+        )
+        .await;
+        let id = match exported {
+            Ok(Ok(row)) => row
+                .try_get::<_, String>(0)
+                .ok()
+                .and_then(|id| ExportedSnapshot::parse(&id)),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "exporting a held snapshot failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("exporting a held snapshot timed out");
+                None
+            }
+        };
+        *export = match &id {
+            Some(id) => Export::Exported(id.clone()),
+            None => Export::Gone,
+        };
+        id
+    }
+
+    /// Ends its use: its transaction is about to end, so no export may
+    /// run after this (one would export the connection's next snapshot).
+    pub async fn close(&self) {
+        *self.0.lock().await = Export::Gone;
+    }
+}
+
+impl From<ExportedSnapshot> for HeldSnapshot {
+    fn from(id: ExportedSnapshot) -> Self {
+        HeldSnapshot(Arc::new(tokio::sync::Mutex::new(Export::Exported(id))))
+    }
+}
+
 /// The snapshots a page's [`Moment::Before`] and [`Moment::After`] checks are
 /// judged in. A moment without one (its holder was lost) is judged now.
 #[derive(Clone, Debug, Default)]
 pub struct AsOf {
     /// The batch's start.
-    pub before: Option<ExportedSnapshot>,
+    pub before: Option<HeldSnapshot>,
     /// The batch's end.
-    pub after: Option<ExportedSnapshot>,
+    pub after: Option<HeldSnapshot>,
     /// The catalogs' fingerprint (`herald.routing_version()`) in `before`
     /// and in `after`.
     pub versions: Option<(Arc<str>, Arc<str>)>,
@@ -75,13 +167,15 @@ impl AsOf {
         (held && before == after).then_some(after)
     }
 
-    /// The snapshot `moment` stands for (`None`: now).
-    pub fn snapshot(&self, moment: Moment) -> Option<&ExportedSnapshot> {
-        match moment {
+    /// The snapshot `moment` stands for, exported (`None`: now, or the
+    /// snapshot is gone).
+    pub async fn exported(&self, moment: Moment) -> Option<ExportedSnapshot> {
+        let held = match moment {
             Moment::Now => None,
             Moment::Before => self.before.as_ref(),
             Moment::After => self.after.as_ref(),
-        }
+        };
+        held?.id().await
     }
 }
 
@@ -126,18 +220,42 @@ pub async fn authorize_at(
     as_of: &AsOf,
     isolation: Isolation,
 ) -> Result<Verdicts, DbError> {
+    // Exported only when asked about: a held snapshot that is gone by now
+    // makes its moment judged now.
+    let wants = |moment| checks.iter().any(|c| c.moment == moment);
+    let export = |moment| async move {
+        match wants(moment) {
+            true => as_of.exported(moment).await,
+            false => None,
+        }
+    };
+    let (before, after) = futures::join!(export(Moment::Before), export(Moment::After));
+    let lost = [
+        (Moment::Before, &as_of.before, &before),
+        (Moment::After, &as_of.after, &after),
+    ]
+    .iter()
+    .filter(|(moment, held, id)| wants(*moment) && held.is_some() && id.is_none())
+    .count();
+    let snapshot = |moment| match moment {
+        Moment::Now => None,
+        Moment::Before => before.as_ref(),
+        Moment::After => after.as_ref(),
+    };
     // At most three groups, in a fixed order; moments without a snapshot
     // join the "now" group.
     let mut groups: Vec<(Option<&ExportedSnapshot>, Vec<usize>)> = Vec::new();
     for (i, check) in checks.iter().enumerate() {
-        let at = as_of.snapshot(check.moment);
+        let at = snapshot(check.moment);
         match groups.iter_mut().find(|(g, _)| *g == at) {
             Some((_, indexes)) => indexes.push(i),
             None => groups.push((at, vec![i])),
         }
     }
     if let [(at, _)] = groups.as_slice() {
-        return judge(client, contexts, checks, *at, isolation, None).await;
+        let mut verdicts = judge(client, contexts, checks, *at, isolation, None).await?;
+        verdicts.fell_back += lost;
+        return Ok(verdicts);
     }
     let parts: Vec<Vec<Check>> = groups
         .iter()
@@ -166,6 +284,7 @@ pub async fn authorize_at(
         merged.absorb(verdicts, indexes);
     }
     merged.settle(checks);
+    merged.fell_back += lost;
     Ok(merged)
 }
 
@@ -210,12 +329,24 @@ mod tests {
         let id = ExportedSnapshot::parse("00000003-0000001B-1");
         let as_of = AsOf {
             before: None,
-            after: id.clone(),
+            after: id.clone().map(Into::into),
             versions: None,
         };
-        assert_eq!(as_of.snapshot(Moment::Before), None);
-        assert_eq!(as_of.snapshot(Moment::After), id.as_ref());
-        assert_eq!(as_of.snapshot(Moment::Now), None);
+        let at = |moment| futures::executor::block_on(as_of.exported(moment));
+        assert_eq!(at(Moment::Before), None);
+        assert_eq!(at(Moment::After), id);
+        assert_eq!(at(Moment::Now), None);
+    }
+
+    #[test]
+    fn a_closed_snapshot_is_never_exported_again() {
+        let id = ExportedSnapshot::parse("00000003-0000001B-1").unwrap();
+        let held = HeldSnapshot::from(id.clone());
+        futures::executor::block_on(async {
+            assert_eq!(held.id().await, Some(id));
+            held.close().await;
+            assert_eq!(held.id().await, None, "its transaction is about to end");
+        });
     }
 
     #[test]

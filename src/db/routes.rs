@@ -21,7 +21,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Transaction};
 
 use super::DbError;
-use super::as_of::{self, AsOf};
+use super::as_of::{self, AsOf, Moment};
 use super::node_tree;
 use super::policy_shape::{self, Arm, Policy, Reach};
 use crate::auth::Caller;
@@ -207,7 +207,8 @@ pub async fn derive(
     pairs: &[(u32, String)],
     as_of: &AsOf,
 ) -> Result<Option<Derived>, DbError> {
-    let Ok(tx) = as_of::begin(client, as_of.after.as_ref()).await? else {
+    let after = as_of.exported(Moment::After).await;
+    let Ok(tx) = as_of::begin(client, after.as_ref()).await? else {
         return Ok(None);
     };
     let version: String = tx
@@ -368,12 +369,14 @@ pub async fn keys(
 ) -> Result<Option<Vec<Option<MomentKeys>>>, DbError> {
     let mut out: Vec<Option<MomentKeys>> = vec![Some(MomentKeys::default()); questions.len()];
     for after in [false, true] {
-        let at = match after {
-            false => as_of.before.as_ref(),
-            true => as_of.after.as_ref(),
+        let moment = match after {
+            false => Moment::Before,
+            true => Moment::After,
         };
-        let Some(at) = at else { return Ok(None) };
-        let Some(found) = keys_at(client, callers, questions, at).await? else {
+        let Some(at) = as_of.exported(moment).await else {
+            return Ok(None);
+        };
+        let Some(found) = keys_at(client, callers, questions, &at).await? else {
             return Ok(None);
         };
         for (slot, keys) in out.iter_mut().zip(found) {

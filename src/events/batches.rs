@@ -129,8 +129,8 @@ pub(super) async fn drain(
             progress.low_held = None;
         }
         let as_of = AsOf {
-            before: progress.low_held.as_ref().map(|h| h.id.clone()),
-            after: high_held.as_ref().map(|h| h.id.clone()),
+            before: progress.low_held.as_ref().map(|h| h.export.clone()),
+            after: high_held.as_ref().map(|h| h.export.clone()),
             versions: progress
                 .low_held
                 .as_ref()

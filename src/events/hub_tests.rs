@@ -290,8 +290,8 @@ async fn live_old_images_are_judged_before_the_batch_and_new_ones_after_it() {
         high: high.clone(),
     });
     let as_of = AsOf {
-        before: ExportedSnapshot::parse("00000003-0000001B-1"),
-        after: ExportedSnapshot::parse("00000004-0000001C-1"),
+        before: ExportedSnapshot::parse("00000003-0000001B-1").map(Into::into),
+        after: ExportedSnapshot::parse("00000004-0000001C-1").map(Into::into),
         versions: None,
     };
     let epoch = hub.begin_batch(&high);
@@ -321,10 +321,14 @@ async fn live_old_images_are_judged_before_the_batch_and_new_ones_after_it() {
             (json!("updated to"), Moment::After),
         ]
     );
-    let forwarded = authorizer.as_of.lock().unwrap();
+    let forwarded = authorizer.as_of.lock().unwrap().clone();
     assert_eq!(forwarded.len(), 1, "one authorizer call per page");
-    assert_eq!(forwarded[0].before, as_of.before);
-    assert_eq!(forwarded[0].after, as_of.after);
+    for moment in [Moment::Before, Moment::After] {
+        assert_eq!(
+            forwarded[0].exported(moment).await,
+            as_of.exported(moment).await
+        );
+    }
 }
 
 /// A subscription filtered on `owner`.

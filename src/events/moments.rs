@@ -1,8 +1,8 @@
 //! The held snapshots live batches are judged at: for each batch boundary,
 //! a repeatable-read transaction kept open on a dedicated connection, whose
-//! snapshot is exported (`pg_export_snapshot()`) so that the authorizer can
-//! judge a batch's old images as of its start and its new images as of its
-//! end ([`crate::db::as_of`]).
+//! snapshot is exported (`pg_export_snapshot()`) when first needed, so that
+//! the authorizer can judge a batch's old images as of its start and its new
+//! images as of its end ([`crate::db::as_of`]).
 //!
 //! The connections are this module's own, made with the listener's
 //! connector under the application name [`APPLICATION_NAME`]: not the LISTEN
@@ -24,7 +24,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use super::Event;
 use super::outbox::{FirstPage, OutboxError};
 use super::snapshot::Snapshot;
-use crate::db::as_of::ExportedSnapshot;
+use crate::db::as_of::HeldSnapshot;
 use crate::db::tls::Connector;
 
 /// The `application_name` of the connections holding snapshots.
@@ -58,7 +58,8 @@ impl From<OutboxError> for HoldError {
 
 /// A dedicated connection, driven by a task of its own that ends with it.
 struct Connection {
-    client: Client,
+    /// Shared with the snapshot's export ([`HeldSnapshot`]).
+    client: Arc<Client>,
     driver: tokio::task::JoinHandle<()>,
     /// The first-page read, prepared on this connection.
     first_page: FirstPage,
@@ -71,14 +72,14 @@ impl Drop for Connection {
     }
 }
 
-/// A snapshot held open and exported, until [`Holders::release`] (or drop).
+/// A snapshot held open, until [`Holders::release`] (or drop).
 pub struct Held {
     connection: Connection,
     /// The snapshot, as `pg_current_snapshot()` reports it in the holding
     /// transaction: exactly the state the exported snapshot shows.
     pub snapshot: Snapshot,
-    /// The id to import it by.
-    pub id: ExportedSnapshot,
+    /// The snapshot to import, exported when first asked for.
+    pub export: HeldSnapshot,
     /// The catalogs' fingerprint in it (`herald.routing_version()`): routes
     /// are used for a batch only when both of its ends show the same.
     pub version: Arc<str>,
@@ -120,9 +121,10 @@ impl Holders {
         }
     }
 
-    /// Holds the current snapshot: begins a repeatable-read transaction,
-    /// reads its snapshot and exports it, and with `after` also reads the
-    /// first page of the batch from `after` to it, in one round trip.
+    /// Holds the current snapshot: begins a repeatable-read transaction and
+    /// reads its snapshot (exported later, if ever needed), and with `after`
+    /// also reads the first page of the batch from `after` to it, in one
+    /// round trip.
     pub async fn take(&mut self, after: Option<&Snapshot>) -> Result<Held, HoldError> {
         while let Some(connection) = self.idle.pop() {
             if connection.client.is_closed() {
@@ -141,6 +143,7 @@ impl Holders {
     /// Ends the holding transaction; keeps its connection for the next hold
     /// when it is healthy.
     pub async fn release(&mut self, held: Held) {
+        held.export.close().await;
         let connection = held.connection;
         let committed =
             tokio::time::timeout(self.timeout, connection.client.batch_execute("COMMIT")).await;
@@ -165,7 +168,7 @@ impl Holders {
             .await
             .map_err(|_| HoldError::Timeout)??;
         Ok(Connection {
-            client,
+            client: Arc::new(client),
             driver,
             first_page,
         })
@@ -179,8 +182,7 @@ impl Holders {
         let client = &connection.client;
         let hold = client.simple_query(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-             SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.pg_export_snapshot(),
-                    herald.routing_version()",
+             SELECT pg_catalog.pg_current_snapshot()::text, herald.routing_version()",
         );
         // Sent right behind the hold (futures are polled in order, and a
         // request goes out on its first poll): one round trip for both.
@@ -203,18 +205,16 @@ impl Holders {
                 _ => None,
             })
             .ok_or_else(|| HoldError::Data("no row".into()))?;
-        let (Some(snapshot), Some(id), Some(version)) = (row.get(0), row.get(1), row.get(2)) else {
+        let (Some(snapshot), Some(version)) = (row.get(0), row.get(1)) else {
             return Err(HoldError::Data("null snapshot".into()));
         };
         let snapshot = snapshot
             .parse()
             .map_err(|e| HoldError::Data(format!("{e}")))?;
-        let id = ExportedSnapshot::parse(id)
-            .ok_or_else(|| HoldError::Data(format!("snapshot id {id:?}")))?;
         Ok(Held {
+            export: HeldSnapshot::open(connection.client.clone(), self.timeout),
             connection,
             snapshot,
-            id,
             version: version.into(),
             first_page,
             taken: Instant::now(),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use pgherald::auth::Caller;
-use pgherald::db::as_of::{self, AsOf, ExportedSnapshot};
+use pgherald::db::as_of::{self, AsOf, HeldSnapshot};
 use pgherald::db::authorizer::{Check, Isolation, Moment, Verdicts};
 use serde_json::json;
 use tokio_postgres::Client;
@@ -28,9 +28,9 @@ async fn notes_for_members(f: &Fixture) {
     .await;
 }
 
-/// Holds a snapshot of the database as it is now, exported, until the
-/// returned connection commits or is dropped.
-async fn hold(f: &Fixture) -> (Client, ExportedSnapshot) {
+/// Holds a snapshot of the database as it is now, until the returned
+/// connection commits or is dropped (exported when first judged in).
+async fn hold(f: &Fixture) -> (Arc<Client>, HeldSnapshot) {
     hold_snapshot(&f.app.app_url).await
 }
 
@@ -110,6 +110,8 @@ async fn a_snapshot_gone_is_judged_now_and_leaves_the_connection_outside_any_tra
     f.sql("insert into public.members values ('me')").await;
     let (start, before) = hold(&f).await;
     f.sql("delete from public.members").await;
+    // As the listener releases a hold: closed, then its transaction ends.
+    before.close().await;
     start.batch_execute("commit").await.unwrap();
 
     let as_of = AsOf {
@@ -136,6 +138,8 @@ async fn a_snapshot_gone_in_a_flight_of_two_moments_costs_only_its_own_moment() 
     let (start, before) = hold(&f).await;
     let (_end, after) = hold(&f).await;
     f.sql("delete from public.members").await;
+    // Exported, then its transaction ended: the import fails.
+    assert!(before.id().await.is_some());
     start.batch_execute("commit").await.unwrap();
 
     let as_of = AsOf {

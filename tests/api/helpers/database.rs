@@ -2,7 +2,9 @@
 //! template, and a fresh clone of it per test.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
@@ -28,21 +30,20 @@ pub(super) fn url_for(base: &str, user: &str, password: Option<&[u8]>, db: &str)
     url
 }
 
-/// Holds a snapshot of the database at `url` as it is now, exported, until
-/// the returned connection commits or is dropped.
-pub async fn hold_snapshot(url: &str) -> (Client, pgherald::db::as_of::ExportedSnapshot) {
-    let holder = connect(url).await;
+/// Holds a snapshot of the database at `url` as it is now, until the
+/// returned connection commits or is dropped; exported when first asked
+/// for, as the listener's held snapshots are.
+pub async fn hold_snapshot(url: &str) -> (Arc<Client>, pgherald::db::as_of::HeldSnapshot) {
+    let holder = Arc::new(connect(url).await);
+    // (The select takes the transaction's snapshot: now, not at its export.)
     holder
-        .batch_execute("begin isolation level repeatable read read only")
+        .batch_execute(
+            "begin isolation level repeatable read read only; select pg_current_snapshot()",
+        )
         .await
         .unwrap();
-    let id: String = holder
-        .query_one("select pg_export_snapshot()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let id = pgherald::db::as_of::ExportedSnapshot::parse(&id).expect("an exported id");
-    (holder, id)
+    let held = pgherald::db::as_of::HeldSnapshot::open(holder.clone(), Duration::from_secs(10));
+    (holder, held)
 }
 
 /// A plain connection to `url` (the owner's or the login role's).
