@@ -9,11 +9,14 @@
 //! - [`errors`]: GraphQL errors for unknown tables, columns and operators;
 //! - [`sharing`]: subscribers wanting the same of an event share one
 //!   rendering of it, byte for byte; those who may see or asked for
-//!   something else never get it.
+//!   something else (columns, fields, aliases, `@include`, another schema
+//!   generation) never get it.
 //!
 //! Every scenario runs once per subprotocol: the test
 //! `delivery::<file>::<scenario>::over_graphql_transport_ws` and
-//! `delivery::<file>::<scenario>::over_legacy_graphql_ws`.
+//! `delivery::<file>::<scenario>::over_legacy_graphql_ws` (in [`sharing`],
+//! those about what is shared, not about the frames, run over
+//! graphql-transport-ws only).
 //!
 //! Absence is proven by order: each subscription receives its events in commit
 //! order, so an event it must not get is written before one it must get, and

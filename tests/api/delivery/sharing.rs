@@ -32,85 +32,110 @@ fn without_id(text: &str, id: &str) -> String {
     text.replacen(&id, "\"id\":\"\"", 1)
 }
 
-/// Subscribes one connection of alice per `(id, variables)` to `query`,
-/// writes one document, and returns each subscriber's frame for it (id
-/// blanked) and the renderings done and shared for it.
-async fn frames_for_one_event(
+/// Subscribes one connection per `(id, user, variables)` to `query`, writes
+/// one document in `tenant`, and asserts that every subscriber got the same
+/// frame for it but for the operation id, rendered once and shared by the
+/// others.
+async fn one_rendering_is_shared(
+    app: &TestApp,
+    tenant: &str,
     p: Protocol,
     query: &str,
-    subscriptions: &[(&str, Value)],
-) -> (Vec<String>, (u64, u64)) {
-    let (app, acme, alice) = acme().await;
+    subscriptions: &[(&str, &str, Value)],
+) {
     let mut subs = Vec::new();
-    for (id, variables) in subscriptions {
-        let mut sub = Subscriber::connect(&app, &alice, id, p).await;
+    for (id, user, variables) in subscriptions {
+        let mut sub = Subscriber::connect(app, user, id, p).await;
         sub.start(id, query, variables.clone()).await;
         subs.push(sub);
     }
     app.wait_for_subscriptions(subscriptions.len()).await;
-    let (rendered, shared) = renderings(&app).await;
-    insert_document(&app, &acme, "shared").await;
+    let (rendered, shared) = renderings(app).await;
+    insert_document(app, tenant, "shared").await;
     let mut frames = Vec::new();
     for sub in &mut subs {
         let text = sub.next_text().await;
         frames.push(without_id(&text, &sub.who));
     }
-    let (rendered_now, shared_now) = renderings(&app).await;
-    (frames, (rendered_now - rendered, shared_now - shared))
-}
-
-fn assert_identical(frames: &[String], title: &str) {
-    assert!(frames[0].contains(title), "{}", frames[0]);
+    assert!(frames[0].contains(r#""title":"shared""#), "{}", frames[0]);
     for frame in &frames[1..] {
         assert_eq!(frame, &frames[0], "frames differ beyond their id");
     }
+    let others = subscriptions.len() as u64 - 1;
+    assert_eq!(
+        renderings(app).await,
+        (rendered + 1, shared + others),
+        "(rendered, shared) after the event"
+    );
+}
+
+/// Three of alice's subscriptions to `query`, without variables.
+async fn alice_thrice(p: Protocol, query: &str) {
+    let (app, acme, alice) = acme().await;
+    let each = |id| (id, alice.as_str(), json!({}));
+    one_rendering_is_shared(
+        &app,
+        &acme,
+        p,
+        query,
+        &[each("one"), each("two"), each("three")],
+    )
+    .await;
 }
 
 async fn subscribers_of_changes_with_the_same_selection_share_one_rendering_byte_for_byte(
     p: Protocol,
 ) {
-    let query =
-        r#"subscription { changes(table: "documents") { cursor op table row old committedAt } }"#;
-    let (frames, counted) = frames_for_one_event(
+    alice_thrice(
         p,
-        query,
-        &[("one", json!({})), ("two", json!({})), ("three", json!({}))],
+        r#"subscription { changes(table: "documents") { cursor op table row old committedAt } }"#,
     )
     .await;
-    assert_identical(&frames, r#""title":"shared""#);
-    assert_eq!(counted, (1, 2), "(rendered, shared) for the event");
 }
 
 async fn subscribers_of_a_typed_table_with_the_same_selection_share_one_rendering_byte_for_byte(
     p: Protocol,
 ) {
-    let query = "subscription { documents { op cursor committedAt initial row { id title body } old { title } } }";
-    let (frames, counted) = frames_for_one_event(
+    alice_thrice(
         p,
-        query,
-        &[("one", json!({})), ("two", json!({})), ("three", json!({}))],
+        "subscription { documents { op cursor committedAt initial row { id title body } old { title } } }",
     )
     .await;
-    assert_identical(&frames, r#""title":"shared""#);
-    assert_eq!(counted, (1, 2), "(rendered, shared) for the event");
 }
 
 async fn subscribers_whose_filters_differ_only_by_variables_share_the_rendering_of_their_selection(
     p: Protocol,
 ) {
+    let (app, acme, alice) = acme().await;
     let query = "subscription($f: JSON) { changes(table: \"documents\", filter: $f) { op row } }";
-    let (frames, counted) = frames_for_one_event(
-        p,
-        query,
-        &[
-            ("eq", json!({"f": {"title": {"eq": "shared"}}})),
-            ("in", json!({"f": {"title": {"in": ["other", "shared"]}}})),
-            ("all", json!({"f": null})),
-        ],
+    let filtered = |id, filter: Value| (id, alice.as_str(), json!({ "f": filter }));
+    let subscriptions = [
+        filtered("eq", json!({"title": {"eq": "shared"}})),
+        filtered("in", json!({"title": {"in": ["other", "shared"]}})),
+        filtered("all", Value::Null),
+    ];
+    one_rendering_is_shared(&app, &acme, p, query, &subscriptions).await;
+}
+
+/// Images cut to the columns a role may select are new for each subscriber
+/// (and each security context): equal content is enough to share.
+#[tokio::test]
+async fn subscribers_of_different_security_contexts_whose_images_are_cut_alike_share_one_rendering()
+{
+    let (app, acme, alice) = acme().await;
+    let bob = app.user("bob@acme.test", &[&acme]).await;
+    app.sql(
+        "revoke select on public.documents from app_user;
+         grant select (id, tenant_id, title) on public.documents to app_user",
     )
     .await;
-    assert_identical(&frames, r#""title":"shared""#);
-    assert_eq!(counted, (1, 2), "(rendered, shared) for the event");
+    let query = r#"subscription { changes(table: "documents") { op row } }"#;
+    let subscriptions = [
+        ("alice", alice.as_str(), json!({})),
+        ("bob", bob.as_str(), json!({})),
+        ("alice-again", alice.as_str(), json!({})),
+    ];
+    one_rendering_is_shared(&app, &acme, Protocol::Transport, query, &subscriptions).await;
 }
 
 #[tokio::test]
@@ -284,4 +309,43 @@ async fn a_role_that_may_select_fewer_columns_never_gets_a_rendering_made_for_mo
 #[tokio::test]
 async fn a_role_that_may_select_more_columns_never_gets_a_rendering_made_for_fewer() {
     each_role_gets_its_own_columns_whoever_renders_first(Columns::IdAndTitle, Columns::All).await;
+}
+
+/// A subscription keeps the schema it started with: after a column's type
+/// changes, the same selection renders the same row image differently for a
+/// subscriber of the old schema and one of the new, so neither gets the
+/// other's rendering.
+#[tokio::test]
+async fn subscribers_of_two_schema_generations_each_get_their_schemas_rendering() {
+    let (app, _, alice) = acme().await;
+    app.sql(
+        "create table public.labels (id int primary key, v int);
+         grant select on public.labels to app_user;
+         select herald.track('public.labels')",
+    )
+    .await;
+    app.wait_for_tracked("public.labels").await;
+    let query = "subscription { labels { row { v } } }";
+    let mut old = Subscriber::connect(&app, &alice, "old", Protocol::Transport).await;
+    old.start("l", query, json!({})).await;
+    app.wait_for_subscriptions(1).await;
+    app.sql("alter table public.labels alter column v type bigint")
+        .await;
+    app.wait_for_schema("type labels.v as bigint", |a| {
+        let catalog = a.app.state().schema.catalog();
+        let labels = catalog.resolve("public.labels").expect("tracked");
+        labels
+            .columns
+            .iter()
+            .any(|c| c.name == "v" && c.sql_type == "bigint")
+    })
+    .await;
+    let mut new = Subscriber::connect(&app, &alice, "new", Protocol::Transport).await;
+    new.start("l", query, json!({})).await;
+    app.wait_for_subscriptions(2).await;
+
+    app.sql("insert into public.labels values (1, 7)").await;
+    // Int is a JSON number; BigInt, a string of digits.
+    assert_eq!(old.next_event("l").await, json!({"row": {"v": 7}}));
+    assert_eq!(new.next_event("l").await, json!({"row": {"v": "7"}}));
 }
