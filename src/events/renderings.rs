@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -154,31 +154,30 @@ pub struct RenderingStats {
 impl RenderingStats {
     /// Appends the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let counters = [
-            (
-                "pgherald_renderings_total",
-                "Subscription items rendered (their selection executed and encoded).",
-                &self.rendered,
-            ),
-            (
-                "pgherald_renderings_shared_total",
-                "Subscription items sent from a rendering made for another subscriber of the same event.",
-                &self.shared,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+        crate::stages::render_counters(
+            out,
+            &[
+                (
+                    "pgherald_renderings_total",
+                    Some("Subscription items rendered (their selection executed and encoded)."),
+                    &self.rendered,
+                ),
+                (
+                    "pgherald_renderings_shared_total",
+                    Some(
+                        "Subscription items sent from a rendering made for another subscriber of the same event.",
+                    ),
+                    &self.shared,
+                ),
+            ],
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use serde_json::json;
 
     use super::*;
