@@ -382,6 +382,7 @@ fn metrics(state: &AppState) -> String {
         r.relay_tables.load(Ordering::Relaxed),
     );
     state.hub.stages().render(&mut out);
+    state.hub.rendering_stats().render(&mut out);
     if let Some(routing) = state.hub.routing_stats() {
         routing.render(&mut out);
     }

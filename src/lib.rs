@@ -21,6 +21,8 @@
 //!    the tracked tables ([`db::catalog`]), typed queries and subscriptions;
 //!    [`events::feed`] joins a subscription to the hub, after converging it
 //!    from its [`events::cursor`] to the current rows ([`events::catchup`]).
+//!    Each event is rendered once per selection and visible image, shared by
+//!    the subscribers that want the same ([`events::renderings`]).
 //! 5. [`ws`] speaks both GraphQL-over-WebSocket protocols around
 //!    juniper_graphql_ws; [`http`] serves the rest. [`auth`] turns tokens into
 //!    callers, whose role and claims [`db::session`] applies transaction-locally.

@@ -3,7 +3,7 @@
 //! reading its first page, in the same round trip), reading each further
 //! page of the outbox, authorizing a page, dispatching it (matching,
 //! authorizing and queueing together), and writing a burst of frames to a
-//! WebSocket.
+//! WebSocket. And how the pipeline's counters are written out.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +53,21 @@ impl Histogram {
         }
         let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// Appends `counters` (name, help, value) in Prometheus text format: a
+/// `# HELP` line for those that have one, a `# TYPE` line, the value.
+pub fn render_counters(out: &mut String, counters: &[(&str, Option<&str>, &AtomicU64)]) {
+    for (name, help, value) in counters {
+        if let Some(help) = help {
+            let _ = writeln!(out, "# HELP {name} {help}");
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
     }
 }
 

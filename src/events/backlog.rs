@@ -167,6 +167,7 @@ mod tests {
                 low: "10:10:".parse().unwrap(),
                 high: "11:11:".parse().unwrap(),
             }),
+            renderings: Arc::default(),
         }
     }
 

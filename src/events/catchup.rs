@@ -271,6 +271,8 @@ pub async fn converge(
                 row,
                 old,
                 bounds,
+                // Each converged change is its own event, for this subscriber only.
+                renderings: Arc::default(),
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 //! role and claims cost one check), at which moment (live: an old image as of
 //! the batch's start, a new one as of its end; catch-up: now), and, from the
 //! authorizer's verdicts, which versions of the row each subscriber gets.
+//! The deliveries of one event in one page share its [`Renderings`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use serde_json::Value;
 
 use super::cursor::Cursor;
 use super::filter::Filter;
+use super::renderings::Renderings;
 use super::routing::View;
 use super::snapshot::Snapshot;
 use super::{Event, Op, OpSet};
@@ -52,6 +54,11 @@ pub struct Delivery {
     pub old: Option<Arc<Value>>,
     /// Batch the event was read in.
     pub bounds: Arc<Bounds>,
+    /// How the event was rendered for the other subscribers it was delivered
+    /// to with these bounds: shared by every delivery of the event in its
+    /// page (or catch-up), and by nothing else, as a rendering shows the
+    /// bounds (in its cursor).
+    pub renderings: Arc<Renderings>,
 }
 
 impl Delivery {
@@ -85,6 +92,9 @@ pub struct Plan<'e> {
     numbers: Vec<u64>,
     checks: Vec<Check>,
     slots: Vec<Slots>,
+    /// Per event index, the renderings its deliveries share (`None`: no
+    /// candidate wants it).
+    renderings: Vec<Option<Arc<Renderings>>>,
 }
 
 impl<'e> Plan<'e> {
@@ -106,6 +116,7 @@ impl<'e> Plan<'e> {
             numbers: Vec::new(),
             checks: Vec::new(),
             slots: Vec::new(),
+            renderings: vec![None; events.len()],
         };
         let mut context_ids: HashMap<u64, usize> = HashMap::new();
         let mut check_ids: HashMap<(usize, usize, bool), usize> = HashMap::new();
@@ -135,6 +146,7 @@ impl<'e> Plan<'e> {
             };
             let new = check(&event.new_row, true);
             let old = check(&event.old_row, false);
+            plan.renderings[event_index].get_or_insert_with(Arc::default);
             plan.event_of.push(event_index);
             plan.slots.push(Slots { context, new, old });
         }
@@ -212,6 +224,9 @@ impl<'e> Plan<'e> {
         bounds: &Arc<Bounds>,
     ) -> Option<Delivery> {
         let event = &self.events[self.event_of[i]];
+        let renderings = self.renderings[self.event_of[i]]
+            .clone()
+            .unwrap_or_default();
         if event.op == Op::Truncate {
             // Reveals no row: every subscriber of the table learns of it.
             return Some(Delivery {
@@ -219,6 +234,7 @@ impl<'e> Plan<'e> {
                 row: None,
                 old: None,
                 bounds: bounds.clone(),
+                renderings,
             });
         }
         let slots = self.slots[i];
@@ -241,6 +257,7 @@ impl<'e> Plan<'e> {
             row: restrict(&event.new_row, new_visible),
             old: restrict(&event.old_row, old_visible),
             bounds: bounds.clone(),
+            renderings,
         })
     }
 }

@@ -91,6 +91,11 @@ impl Feed {
         &self.cursors
     }
 
+    /// Where subscriptions count the items they render and share.
+    pub fn rendering_stats(&self) -> &Arc<super::renderings::RenderingStats> {
+        self.hub.rendering_stats()
+    }
+
     /// A cursor at `snapshot`: everything visible in it counts as consumed.
     pub fn cursor_at(&self, snapshot: Snapshot) -> Cursor {
         self.cursors.at(snapshot)

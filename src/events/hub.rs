@@ -22,6 +22,7 @@ use super::backlog::{Backlog, Outcome, STALL, Subscriber};
 use super::delivery::{Bounds, Delivery, Interest, Plan};
 use super::queue::{self, Queue, QueueSender, Refused};
 use super::registry::{Candidate, Entry, Registry};
+use super::renderings::RenderingStats;
 use super::routing::{Routing, RoutingStats, View};
 use super::snapshot::Snapshot;
 use crate::auth::Caller;
@@ -60,6 +61,8 @@ pub struct Hub {
     authorizer_stats: Arc<AuthorizerStats>,
     /// Time spent per stage of the pipeline.
     stages: Arc<Stages>,
+    /// Items rendered and shared by the subscriptions of this hub.
+    renderings: Arc<RenderingStats>,
     /// Bumped on every registry change, for those waiting on it.
     changes: watch::Sender<u64>,
     /// Deliveries a subscription may have queued before it counts as too slow.
@@ -126,6 +129,7 @@ impl Hub {
             routing,
             authorizer_stats: Arc::default(),
             stages: Arc::default(),
+            renderings: Arc::default(),
             changes: watch::Sender::new(0),
             queue_capacity: queue_capacity.max(1),
         })
@@ -144,6 +148,11 @@ impl Hub {
     /// Time spent per stage of the pipeline, for `/metrics`.
     pub fn stages(&self) -> &Arc<Stages> {
         &self.stages
+    }
+
+    /// Items rendered and shared, for `/metrics`.
+    pub fn rendering_stats(&self) -> &Arc<RenderingStats> {
+        &self.renderings
     }
 
     /// What routing by policy did, for `/metrics` (`None`: the hub does

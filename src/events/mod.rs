@@ -1,6 +1,7 @@
 //! The event pipeline: the outbox reader, the listener that drives it, the
 //! relay that wakes it for tables in relay mode, the hub that routes events
-//! to subscriptions, and the cursors clients resume from.
+//! to subscriptions, the renderings the deliveries of an event share, and the
+//! cursors clients resume from.
 
 pub mod backlog;
 pub mod batches;
@@ -18,6 +19,7 @@ pub mod privileges;
 pub mod queue;
 mod registry;
 pub mod relay;
+pub mod renderings;
 mod route_index;
 pub mod routing;
 pub mod snapshot;

@@ -148,6 +148,10 @@ pub fn input_to_json(v: &InputValue<Scalar>) -> Result<serde_json::Value, FieldE
             Scalar::String(text) => J::String(text.clone()),
             // Only produced for output; as input, keep the digits as text.
             Scalar::Exact(n) => J::String(n.0.clone()),
+            // Output only: never parsed from a request.
+            Scalar::Encoded(_) => {
+                return Err(FieldError::from("an encoded value is not an input"));
+            }
         },
         InputValue::Enum(e) => J::String(e.clone()),
         InputValue::Variable(name) => {

@@ -10,6 +10,7 @@ pub mod json;
 pub mod limits;
 pub mod model;
 pub mod query;
+mod rendering;
 pub mod request;
 pub mod scalar;
 pub mod subscription;

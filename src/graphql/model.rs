@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::db::catalog::{Catalog, Column, Table, TypeKind};
 
@@ -165,6 +166,10 @@ pub struct SchemaInfo {
     pub tables: Vec<Arc<TableInfo>>,
     /// The catalog it was built from.
     pub catalog: Catalog,
+    /// Which build this is: unique in the process (0 for one not built by
+    /// [`build`]). Subscriptions keep the schema they started with, so the
+    /// same item may render differently under two generations.
+    pub generation: u64,
 }
 
 impl SchemaInfo {
@@ -268,7 +273,12 @@ pub fn build(catalog: Catalog) -> SchemaInfo {
             columns,
         }));
     }
-    SchemaInfo { tables, catalog }
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    SchemaInfo {
+        tables,
+        catalog,
+        generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+    }
 }
 
 fn column_info(column: &Column, enums: &BTreeMap<String, Arc<EnumInfo>>) -> ColumnInfo {

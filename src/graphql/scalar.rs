@@ -1,8 +1,10 @@
 //! pgherald's GraphQL scalar values: juniper's four, plus exact 64-bit
 //! integers, so an int8 in a `JSON` row image (3000000000) is written as that
-//! number, never as a float (`3000000000.0`).
+//! number, never as a float (`3000000000.0`), and already-encoded JSON, so a
+//! subscription item rendered once is written into every frame as is.
 
 use std::fmt;
+use std::sync::Arc;
 
 use derive_more::with_trait::{Display, From, TryInto};
 use juniper::ScalarValue;
@@ -29,6 +31,33 @@ pub enum Scalar {
     /// A GraphQL `Boolean`.
     #[value(to_bool)]
     Boolean(bool),
+    /// A value already encoded as JSON (a subscription item, rendered once
+    /// for every subscriber that wants the same of the same event). Output
+    /// only: no client input deserialises or parses to it, and it converts
+    /// to no primitive.
+    Encoded(Encoded),
+}
+
+/// JSON text, written out as it is.
+#[derive(Clone, Debug)]
+pub struct Encoded(pub Arc<serde_json::value::RawValue>);
+
+impl fmt::Display for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.get() == other.0.get()
+    }
+}
+
+impl Serialize for Encoded {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// The text of a JSON number, written out as a number.
@@ -105,5 +134,26 @@ mod tests {
             serde_json::to_string(&Scalar::Exact(ExactNumber("100.10".into()))).unwrap(),
             "100.10"
         );
+    }
+
+    #[test]
+    fn encoded_json_is_written_as_is_and_never_read_from_input() {
+        let raw = serde_json::value::RawValue::from_string(r#"{"b":1,"a":[true]}"#.into()).unwrap();
+        let value = juniper::Value::scalar(Scalar::Encoded(Encoded(Arc::from(raw))));
+        let frame = juniper::Value::<Scalar>::object(
+            [("changes", value)]
+                .into_iter()
+                .collect::<juniper::Object<_>>(),
+        );
+        assert_eq!(
+            serde_json::to_string(&frame).unwrap(),
+            r#"{"changes":{"b":1,"a":[true]}}"#
+        );
+        for input in [r#""{\"a\":1}""#, "1", "true", "2.5", "3000000000"] {
+            let parsed = serde_json::from_str::<Scalar>(input).unwrap();
+            assert!(!matches!(parsed, Scalar::Encoded(_)), "{input}: {parsed:?}");
+        }
+        assert!(serde_json::from_str::<Scalar>(r#"{"a":1}"#).is_err());
+        assert!(serde_json::from_str::<Scalar>("[1]").is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The subscription root: the generic `changes(table:, ...)` stream, and per
 //! tracked table a typed stream with `where`, `ops`, `after` and `initial`.
 //! Streams come from [`crate::events::feed`]; this module only checks the
-//! arguments and maps deliveries to GraphQL values.
+//! arguments and maps deliveries to GraphQL values ([`super::rendering`]
+//! renders them).
 
 use crate::graphql::scalar::Scalar;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use super::generated::named_by_type_info;
 use super::generated::object::{ChangeCursor, RowChange};
 use super::json::Json;
 use super::model::{SchemaInfo, TableInfo};
+use super::rendering::{Item, Renderer};
 use super::types::{Change, ChangeOp};
 use crate::db::rows::{self, RowQuery};
 use crate::error::{ApiError, ApiResult};
@@ -114,7 +116,7 @@ impl GraphQLSubscriptionValue<S> for Subscription {
                 let stream = generic_changes(info, &args, executor)
                     .await
                     .map_err(IntoFieldError::into_field_error)?;
-                return Ok(into_values(stream, executor, &()));
+                return Ok(into_values(stream, executor, &(), info));
             }
             let Some(table) = info.table_by_field(field) else {
                 return Err(ApiError::BadInput(format!("unknown field {field}")).into_field_error());
@@ -122,7 +124,7 @@ impl GraphQLSubscriptionValue<S> for Subscription {
             let stream = typed_changes(table, &args, executor)
                 .await
                 .map_err(IntoFieldError::into_field_error)?;
-            Ok(into_values(stream, executor, table))
+            Ok(into_values(stream, executor, table, info))
         })
     }
 }
@@ -248,34 +250,29 @@ async fn typed_changes(
     Ok(futures::stream::iter(first).chain(changes))
 }
 
-/// Resolves each item of `stream` against the subscription's selection set.
+/// Resolves each item of `stream` against the subscription's selection set,
+/// sharing renderings of the same event between subscribers that want the
+/// same of it (see [`super::rendering`]).
 fn into_values<'res, T>(
     stream: impl Stream<Item = ApiResult<T>> + Send + 'res,
     executor: &Executor<'_, 'res, Context, S>,
     info: &'res T::TypeInfo,
+    schema: &SchemaInfo,
 ) -> Value<ValuesStream<'res, S>>
 where
-    T: GraphQLValueAsync<S, Context = ()> + Send + Sync + 'res,
+    T: GraphQLType<S, Context = ()> + GraphQLValueAsync<S> + Item + Send + Sync + 'res,
     T::TypeInfo: Sync,
 {
+    let item_type = T::name(info).unwrap_or_default();
+    let renderer = Arc::new(Renderer::new(executor, &item_type, schema.generation));
     let executor = executor.as_owned_executor();
     let values = stream.then(move |item| {
         let executor = executor.clone();
+        let renderer = renderer.clone();
         async move {
             let ex = executor.as_executor();
             match item {
-                Ok(value) => {
-                    let resolved = ex
-                        .resolve_with_ctx_async(info, &value)
-                        .await
-                        .map_err(|e| vec![ex.new_error(e)])?;
-                    let errors = ex.take_errors();
-                    if errors.is_empty() {
-                        Ok(resolved)
-                    } else {
-                        Err(errors)
-                    }
-                }
+                Ok(value) => renderer.render(&ex, info, &value).await,
                 Err(e) => Err(vec![ex.new_error(e.into_field_error())]),
             }
         }

@@ -22,7 +22,6 @@
 //! Everything here is a cache: losing it (a cancelled dispatch, a database
 //! error) only means asking the authorizer, as without routing.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -65,23 +64,24 @@ pub struct RoutingStats {
 impl RoutingStats {
     /// Appends the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let counters = [
-            ("pgherald_routing_skipped_total", &self.skipped),
-            ("pgherald_routing_decided_total", &self.decided),
-            ("pgherald_routing_keys_computed_total", &self.keys_computed),
-            ("pgherald_routing_routes_derived_total", &self.derived),
-            (
-                "pgherald_routing_unrouted_pages_total",
-                &self.unrouted_pages,
-            ),
-        ];
-        for (name, value) in counters {
-            let _ = writeln!(
-                out,
-                "# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+        crate::stages::render_counters(
+            out,
+            &[
+                ("pgherald_routing_skipped_total", None, &self.skipped),
+                ("pgherald_routing_decided_total", None, &self.decided),
+                (
+                    "pgherald_routing_keys_computed_total",
+                    None,
+                    &self.keys_computed,
+                ),
+                ("pgherald_routing_routes_derived_total", None, &self.derived),
+                (
+                    "pgherald_routing_unrouted_pages_total",
+                    None,
+                    &self.unrouted_pages,
+                ),
+            ],
+        );
     }
 }
 

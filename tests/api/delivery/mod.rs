@@ -6,11 +6,17 @@
 //!   deletes, and every column of a new notification;
 //! - [`selection`]: what `ops` and `filter` let through;
 //! - [`ordering`]: commit order, and several subscriptions on one connection;
-//! - [`errors`]: GraphQL errors for unknown tables, columns and operators.
+//! - [`errors`]: GraphQL errors for unknown tables, columns and operators;
+//! - [`sharing`]: subscribers wanting the same of an event share one
+//!   rendering of it, byte for byte; those who may see or asked for
+//!   something else (columns, fields, aliases, `@include`, another schema
+//!   generation) never get it.
 //!
 //! Every scenario runs once per subprotocol: the test
 //! `delivery::<file>::<scenario>::over_graphql_transport_ws` and
-//! `delivery::<file>::<scenario>::over_legacy_graphql_ws`.
+//! `delivery::<file>::<scenario>::over_legacy_graphql_ws` (in [`sharing`],
+//! those about what is shared, not about the frames, run over
+//! graphql-transport-ws only).
 //!
 //! Absence is proven by order: each subscription receives its events in commit
 //! order, so an event it must not get is written before one it must get, and
@@ -42,6 +48,7 @@ mod errors;
 mod images;
 mod ordering;
 mod selection;
+mod sharing;
 
 /// An instance with tenant Acme and its member alice: (app, tenant, alice).
 async fn acme() -> (TestApp, String, String) {

@@ -55,10 +55,21 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects as user `user` (id), named `who` in failure messages.
     pub async fn connect(app: &TestApp, user: &str, who: &str, protocol: Protocol) -> Subscriber {
-        let ws = match protocol {
-            Protocol::Transport => app.transport_as(user).await,
-            Protocol::Legacy => app.legacy_as(user).await,
+        Subscriber::with_token(app, &app.token(user), who, protocol).await
+    }
+
+    /// Connects with `token` (any role), named `who` in failure messages.
+    pub async fn with_token(
+        app: &TestApp,
+        token: &str,
+        who: &str,
+        protocol: Protocol,
+    ) -> Subscriber {
+        let mut ws = match protocol {
+            Protocol::Transport => WsClient::transport(&app.ws_url).await,
+            Protocol::Legacy => WsClient::legacy(&app.ws_url).await,
         };
+        ws.init(token).await;
         Subscriber {
             ws,
             protocol,
@@ -87,10 +98,17 @@ impl Subscriber {
 
     /// The next message that is not a legacy `ka` keep-alive.
     pub async fn next_message(&mut self) -> Value {
+        serde_json::from_str(&self.next_text().await).unwrap()
+    }
+
+    /// The next message that is not a legacy `ka` keep-alive, exactly as
+    /// the server wrote it.
+    pub async fn next_text(&mut self) -> String {
         loop {
-            let msg = self.ws.next_json().await;
+            let text = self.ws.next_text().await;
+            let msg: Value = serde_json::from_str(&text).unwrap();
             if msg["type"] != "ka" {
-                return msg;
+                return text;
             }
         }
     }

@@ -19,6 +19,12 @@ pub enum Frame {
     Close(u16, String),
 }
 
+/// A text or close frame as received.
+enum Raw {
+    Text(String),
+    Close(u16, String),
+}
+
 /// A raw WebSocket client for protocol-level tests.
 pub struct WsClient {
     /// The socket.
@@ -73,19 +79,33 @@ impl WsClient {
 
     /// Next JSON message or close frame (ping/pong frames skipped).
     pub async fn next(&mut self) -> Frame {
+        match self.next_raw().await {
+            Raw::Text(t) => Frame::Json(serde_json::from_str(&t).unwrap()),
+            Raw::Close(code, reason) => Frame::Close(code, reason),
+        }
+    }
+
+    /// Next text message exactly as the server wrote it (ping/pong frames
+    /// skipped); panics on a close.
+    pub async fn next_text(&mut self) -> String {
+        match self.next_raw().await {
+            Raw::Text(t) => t,
+            Raw::Close(code, reason) => panic!("expected a message, got a close {code} {reason}"),
+        }
+    }
+
+    async fn next_raw(&mut self) -> Raw {
         loop {
             let msg = tokio::time::timeout(WAIT, self.socket.next())
                 .await
                 .expect("a websocket message within the timeout");
             match msg {
-                Some(Ok(Message::Text(t))) => {
-                    return Frame::Json(serde_json::from_str(&t).unwrap());
-                }
+                Some(Ok(Message::Text(t))) => return Raw::Text(t.to_string()),
                 Some(Ok(Message::Close(Some(f)))) => {
-                    return Frame::Close(f.code.into(), f.reason.to_string());
+                    return Raw::Close(f.code.into(), f.reason.to_string());
                 }
                 Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
-                    return Frame::Close(1006, String::new());
+                    return Raw::Close(1006, String::new());
                 }
                 Some(Ok(_)) => continue,
             }
