@@ -16,7 +16,10 @@
 //! whole batch is dispatched, so a snapshot is held for about one batch plus
 //! the listener's safety interval, and lets go of holds when it is down.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -56,6 +59,9 @@ impl From<OutboxError> for HoldError {
     }
 }
 
+/// A `COMMIT` sent and not yet answered.
+type Committing = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + Sync>>;
+
 /// A dedicated connection, driven by a task of its own that ends with it.
 struct Connection {
     /// Shared with the snapshot's export ([`HeldSnapshot`]).
@@ -63,6 +69,8 @@ struct Connection {
     driver: tokio::task::JoinHandle<()>,
     /// The first-page read, prepared on this connection.
     first_page: FirstPage,
+    /// The end of its last hold, whose answer the next hold takes.
+    committing: Option<Committing>,
 }
 
 impl Drop for Connection {
@@ -140,19 +148,30 @@ impl Holders {
         self.begin(connection, after).await
     }
 
-    /// Ends the holding transaction; keeps its connection for the next hold
-    /// when it is healthy.
+    /// Ends the holding transaction and keeps its connection for the next
+    /// hold. The `COMMIT` is sent now, and its answer is awaited by the next
+    /// hold on the connection, which goes out right behind it: the listener
+    /// does not wait a round trip between batches for it.
     pub async fn release(&mut self, held: Held) {
         held.export.close().await;
-        let connection = held.connection;
-        let committed =
-            tokio::time::timeout(self.timeout, connection.client.batch_execute("COMMIT")).await;
-        match committed {
-            Ok(Ok(())) if self.idle.len() < KEPT_CONNECTIONS => self.idle.push(connection),
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "releasing a held snapshot failed"),
-            Err(_) => tracing::debug!("releasing a held snapshot timed out"),
+        let mut connection = held.connection;
+        if self.idle.len() >= KEPT_CONNECTIONS || connection.client.is_closed() {
+            // (Dropped: closing the socket ends the transaction.)
+            return;
         }
+        let client = connection.client.clone();
+        let mut commit: Committing = Box::pin(async move { client.batch_execute("COMMIT").await });
+        // The first poll sends it: requests go out in the order they are
+        // first polled, so any later hold's BEGIN is behind this COMMIT.
+        match futures::poll!(commit.as_mut()) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "releasing a held snapshot failed");
+                return;
+            }
+            Poll::Pending => connection.committing = Some(commit),
+        }
+        self.idle.push(connection);
     }
 
     async fn connect(&self) -> Result<Connection, HoldError> {
@@ -171,14 +190,21 @@ impl Holders {
             client: Arc::new(client),
             driver,
             first_page,
+            committing: None,
         })
     }
 
     async fn begin(
         &self,
-        connection: Connection,
+        mut connection: Connection,
         after: Option<&Snapshot>,
     ) -> Result<Held, HoldError> {
+        // The last hold's COMMIT, sent before this one's BEGIN: awaited
+        // with it, so a connection whose COMMIT failed holds nothing.
+        let committed = match connection.committing.take() {
+            Some(commit) => commit,
+            None => Box::pin(async { Ok(()) }),
+        };
         let client = &connection.client;
         let hold = client.simple_query(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
@@ -192,10 +218,11 @@ impl Holders {
                 None => Ok(None),
             }
         };
-        let (messages, first_page) =
-            tokio::time::timeout(self.timeout, futures::future::join(hold, read))
+        let (committed, messages, first_page) =
+            tokio::time::timeout(self.timeout, futures::future::join3(committed, hold, read))
                 .await
                 .map_err(|_| HoldError::Timeout)?;
+        committed?;
         let messages = messages?;
         let first_page = first_page?;
         let row = messages
