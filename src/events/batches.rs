@@ -112,6 +112,20 @@ pub(super) async fn drain(
             }
         };
         if high == from {
+            if let (Some(low), Some(held)) = (&progress.low_held, &high_held)
+                && hub.keys_pending()
+            {
+                // Nothing to read: a batch of no events, whose moments are
+                // two holds of the same state, to compute the keys of new
+                // subscribers in.
+                let as_of = AsOf {
+                    before: Some(low.export.clone()),
+                    after: Some(held.export.clone()),
+                    versions: Some((low.version.clone(), held.version.clone())),
+                };
+                let epoch = hub.begin_batch(&high);
+                hub.compute_keys_ahead(&as_of, epoch).await;
+            }
             // The same committed transactions, so the same database: keep
             // the younger hold, so that no transaction stays open for long.
             if let Some(held) = high_held {

@@ -32,6 +32,10 @@ use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolatio
 use crate::db::routes::RouteSource;
 use crate::stages::Stages;
 
+/// Contexts new since the last page whose routing keys a page computes
+/// ahead of their first event, at most (one database call for them all).
+const KEYS_AHEAD: usize = 5_000;
+
 /// Why the hub ended a subscription.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
@@ -65,6 +69,9 @@ pub struct Hub {
     renderings: Arc<RenderingStats>,
     /// Bumped on every registry change, for those waiting on it.
     changes: watch::Sender<u64>,
+    /// Bumped whenever new subscribers' routing keys were computed ahead of
+    /// their events ([`Hub::compute_keys_ahead`]).
+    keys_ahead: watch::Sender<u64>,
     /// Deliveries a subscription may have queued before it counts as too slow.
     queue_capacity: usize,
 }
@@ -131,6 +138,7 @@ impl Hub {
             stages: Arc::default(),
             renderings: Arc::default(),
             changes: watch::Sender::new(0),
+            keys_ahead: watch::Sender::new(0),
             queue_capacity: queue_capacity.max(1),
         })
     }
@@ -218,9 +226,14 @@ impl Hub {
             joined_epoch: reg.epoch,
             ended: ended.clone(),
         };
-        reg.insert(entry);
+        let joined = reg.insert(entry);
         drop(reg);
         self.changes.send_modify(|n| *n += 1);
+        if joined && self.routing.is_some() {
+            // The listener computes its routing keys while no event waits
+            // ([`Self::compute_keys_ahead`]).
+            self.wake.notify_one();
+        }
         Some(Registration {
             hub: self.clone(),
             relid,
@@ -303,6 +316,39 @@ impl Hub {
         reg.epoch
     }
 
+    /// Whether contexts joined whose routing keys are not computed yet.
+    pub(super) fn keys_pending(&self) -> bool {
+        self.routing.is_some() && self.registry.lock().expect("hub registry").has_joined()
+    }
+
+    /// Computes the routing keys of the contexts that joined since the last
+    /// page, in batch `epoch` that has no events (its two moments, `as_of`,
+    /// show the same committed state), so that their first event finds them
+    /// instead of waiting for them. Kept keys are a cache: a failure here
+    /// only means computing them with that event.
+    pub(super) async fn compute_keys_ahead(&self, as_of: &AsOf, epoch: u64) {
+        let Some(routing) = &self.routing else {
+            return;
+        };
+        let joined = self
+            .registry
+            .lock()
+            .expect("hub registry")
+            .take_joined(KEYS_AHEAD);
+        if joined.is_empty() {
+            return;
+        }
+        let view = routing.prepare(&[], &joined, as_of, epoch, true).await;
+        routing.finish(view);
+        self.keys_ahead.send_modify(|n| *n += 1);
+    }
+
+    /// Counts the times new subscribers' routing keys were computed ahead
+    /// of their events, for those waiting on it.
+    pub fn keys_ahead(&self) -> watch::Receiver<u64> {
+        self.keys_ahead.subscribe()
+    }
+
     /// Routes one page of a batch: match (narrowed by policy routes),
     /// authorize (old images in the snapshot `as_of.before`, new ones in
     /// `as_of.after`; what routes decide is not asked), enqueue.
@@ -323,7 +369,16 @@ impl Hub {
             Some(routing) => {
                 routing.note(events, epoch);
                 let callers = self.callers_of(events);
-                routing.prepare(&callers, as_of, epoch, whole).await
+                // Contexts that joined since the last page: their keys are
+                // computed with this page's, not with their first event.
+                let joined = self
+                    .registry
+                    .lock()
+                    .expect("hub registry")
+                    .take_joined(KEYS_AHEAD);
+                routing
+                    .prepare(&callers, &joined, as_of, epoch, whole)
+                    .await
             }
             None => View::default(),
         };

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::{Arc, OnceLock};
 
 use super::delivery::{Delivery, Interest};
@@ -53,6 +53,12 @@ pub(super) struct Registry {
     contexts: FxHashMap<u32, FxHashMap<u64, (Arc<Caller>, usize)>>,
     /// Per table, its subscriptions indexed for matching.
     index: FxHashMap<u32, TableIndex>,
+    /// (table, context) pairs that gained their first subscription since
+    /// the hub last took them ([`Self::take_joined`]): their routing keys are
+    /// computed with the next page, ahead of their first event. Only live
+    /// pairs (a pair's last subscription gone takes it out), so it is
+    /// bounded by the contexts.
+    joined: FxHashSet<(u32, u64)>,
 }
 
 impl Registry {
@@ -67,8 +73,9 @@ impl Registry {
         self.next_context
     }
 
-    /// Adds `entry` (its context numbered by [`Self::context_of`]).
-    pub(super) fn insert(&mut self, entry: Entry) {
+    /// Adds `entry` (its context numbered by [`Self::context_of`]); whether
+    /// its (table, context) pair joined (had no subscription before).
+    pub(super) fn insert(&mut self, entry: Entry) -> bool {
         let relid = entry.interest.relid;
         if let Some((_, uses)) = self.numbers.get_mut(entry.interest.caller.key()) {
             *uses += 1;
@@ -80,12 +87,22 @@ impl Registry {
             .entry(entry.context)
             .or_insert_with(|| (entry.interest.caller.clone(), 0));
         slot.1 += 1;
+        let joined = slot.1 == 1;
+        if joined {
+            self.joined.insert((relid, entry.context));
+        }
         let entry = Arc::new(entry);
         self.index.entry(relid).or_default().insert(&entry);
         self.by_table
             .entry(relid)
             .or_default()
             .insert(entry.id, entry);
+        joined
+    }
+
+    /// Whether contexts joined since [`Self::take_joined`] last took them.
+    pub(super) fn has_joined(&self) -> bool {
+        !self.joined.is_empty()
     }
 
     /// Removes subscription `id` of table `relid`.
@@ -126,6 +143,7 @@ impl Registry {
                 slot.1 -= 1;
                 if slot.1 == 0 {
                     contexts.remove(&entry.context);
+                    self.joined.remove(&(relid, entry.context));
                 }
             }
             if contexts.is_empty() {
@@ -139,6 +157,20 @@ impl Registry {
                 self.numbers.remove(key);
             }
         }
+    }
+
+    /// At most `max` of the (table, context number, caller) that joined
+    /// since the last call, taken out.
+    pub(super) fn take_joined(&mut self, max: usize) -> Vec<(u32, u64, Arc<Caller>)> {
+        let taken: Vec<(u32, u64)> = self.joined.iter().take(max).copied().collect();
+        taken
+            .into_iter()
+            .filter_map(|(relid, context)| {
+                self.joined.remove(&(relid, context));
+                let (caller, _) = self.contexts.get(&relid)?.get(&context)?;
+                Some((relid, context, caller.clone()))
+            })
+            .collect()
     }
 
     /// The distinct (role, table) pairs of subscriptions whose filters name

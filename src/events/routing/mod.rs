@@ -62,6 +62,11 @@ pub struct RoutingStats {
 }
 
 impl RoutingStats {
+    /// Callers' keys computed so far.
+    pub fn keys_computed(&self) -> u64 {
+        self.keys_computed.load(Ordering::Relaxed)
+    }
+
     /// Appends the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         crate::stages::render_counters(
@@ -117,6 +122,9 @@ enum Keys {
 /// A (table, context number).
 type TableCaller = (u32, u64);
 
+/// A (table, context number, caller).
+type TableCallerOf = (u32, u64, Arc<Caller>);
+
 impl State {
     /// The route of (`relid`, `role`): `None` if not derived yet.
     fn route(&self, relid: u32, role: &str) -> Option<&Option<Arc<Route>>> {
@@ -150,11 +158,13 @@ impl Routing {
 
     /// The routes and keys a page of batch `epoch` may use for `callers`
     /// (table, caller: distinct), deriving and computing what is missing or
-    /// stale. `whole`: the page is the whole batch. Give the view back with
-    /// [`Routing::finish`].
+    /// stale; also those of `ahead` (contexts new since the last page), so
+    /// that their first event finds them. `whole`: the page is the whole
+    /// batch. Give the view back with [`Routing::finish`].
     pub(super) async fn prepare(
         &self,
         callers: &[(u32, u64, Arc<Caller>)],
+        ahead: &[(u32, u64, Arc<Caller>)],
         as_of: &AsOf,
         epoch: u64,
         whole: bool,
@@ -172,7 +182,8 @@ impl Routing {
             state.index = None;
             state.version = Some(version.clone());
         }
-        let Some(keys) = self.fill(&mut state, callers, as_of, epoch, whole).await else {
+        let filled = self.fill(&mut state, (callers, ahead), as_of, epoch, whole);
+        let Some(keys) = filled.await else {
             self.stats.unrouted_pages.fetch_add(1, Ordering::Relaxed);
             state.index = None;
             self.keep(state);
@@ -225,18 +236,20 @@ impl Routing {
         *kept = state;
     }
 
-    /// Derives missing routes and computes missing or stale keys, and tells
-    /// what that did to the keys; `None` when the page cannot be routed.
+    /// Derives missing routes and computes missing or stale keys of the
+    /// page's callers and of those ahead, and tells what that did to the
+    /// keys; `None` when the page cannot be routed.
     async fn fill(
         &self,
         state: &mut State,
-        callers: &[(u32, u64, Arc<Caller>)],
+        (callers, ahead): (&[TableCallerOf], &[TableCallerOf]),
         as_of: &AsOf,
         epoch: u64,
         whole: bool,
     ) -> Option<Keys> {
         let mut missing: Vec<(u32, String)> = callers
             .iter()
+            .chain(ahead)
             .filter(|(relid, _, c)| state.route(*relid, &c.role).is_none())
             .map(|(relid, _, c)| (*relid, c.role.clone()))
             .collect();
@@ -266,7 +279,7 @@ impl Routing {
         }
         let (mut kept, mut carried) = (0usize, 0usize);
         let mut stale: Vec<(u32, u64, Arc<Caller>, Arc<Route>)> = Vec::new();
-        for (relid, context, caller) in callers {
+        for (relid, context, caller) in callers.iter().chain(ahead) {
             // (Fields borrowed apart: keys are updated while routes are read.)
             let route = state.routes.get(relid).and_then(|r| r.get(&caller.role));
             let Some(Some(route)) = route else {
@@ -302,6 +315,11 @@ impl Routing {
             if !fresh {
                 stale.push((*relid, *context, caller.clone(), route.clone()));
             }
+        }
+        if !ahead.is_empty() {
+            // (A context both ahead and among the callers, once.)
+            stale.sort_unstable_by_key(|(relid, context, ..)| (*relid, *context));
+            stale.dedup_by_key(|(relid, context, ..)| (*relid, *context));
         }
         let computed = !stale.is_empty();
         if computed {

@@ -17,11 +17,10 @@
 //! "Did not receive" is proven by a sentinel change the user legitimately
 //! receives arriving first and only.
 
-use pgherald::events::snapshot::Snapshot;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::{acme_and_globex, watch};
+use super::{acme_and_globex, wait_until_read_so_far, watch};
 use crate::helpers::{Protocol, TestApp, WAIT, connect, insert_document, s, summary};
 
 /// Adds `public.invitations` (readable by the members of its tenant only)
@@ -202,19 +201,13 @@ async fn close_gate(app: &TestApp) -> Client {
     holder
 }
 
-/// Waits (bounded) until the listener has begun the batches of everything
-/// committed so far: a subscription made next receives none of it, so no
-/// authorization of it can wait behind a closed gate.
-async fn wait_until_read_so_far(app: &TestApp) {
-    let row = app
-        .admin
-        .query_one("select pg_current_snapshot()::text", &[])
-        .await
-        .unwrap();
-    let now: Snapshot = row.get::<_, &str>(0).parse().unwrap();
-    tokio::time::timeout(WAIT, app.app.state().hub.wait_for(&now))
-        .await
-        .expect("the listener reads what was committed");
+/// Waits (bounded) until the listener has derived the route of the new
+/// subscriber (ahead of its first event, while idle): deriving it reads the
+/// policy, which a closed gate would hold, and the listener with it.
+async fn wait_until_routed(app: &TestApp) {
+    let mut ahead = app.app.state().hub.keys_ahead();
+    let routed = tokio::time::timeout(WAIT, ahead.wait_for(|n| *n >= 1)).await;
+    assert!(routed.is_ok(), "the subscriber's route was not derived");
 }
 
 /// Updates `document`'s title as one transaction, and waits (bounded) until
@@ -248,6 +241,7 @@ async fn a_member_removed_while_dispatch_is_held_back_still_receives_what_was_co
     wait_until_read_so_far(&app).await;
     let mut a = watch(&app, &alice, "alice", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
+    wait_until_routed(&app).await;
 
     let gate = close_gate(&app).await;
     update_title_and_wait_until_read(&app, &plan, "plan-v2").await;
@@ -281,6 +275,7 @@ async fn a_user_added_while_dispatch_is_held_back_does_not_receive_what_was_comm
     wait_until_read_so_far(&app).await;
     let mut n = watch(&app, &nora, "nora", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
+    wait_until_routed(&app).await;
 
     let gate = close_gate(&app).await;
     update_title_and_wait_until_read(&app, &plan, "plan-v2").await;

@@ -6,7 +6,7 @@
 //! change.
 
 use super::watch;
-use crate::helpers::{Protocol, TestApp, spawn_app};
+use crate::helpers::{Protocol, Subscriber, TestApp, WAIT, spawn_app};
 
 /// (skipped, decided): pairs routed away, checks decided by routes.
 async fn routing_counts(app: &TestApp) -> (u64, u64) {
@@ -39,6 +39,50 @@ async fn a_recipient_policy_routes_each_notification_to_its_recipient_without_th
         decided >= 2,
         "each delivery decided by the route: {decided}"
     );
+}
+
+#[tokio::test]
+async fn subscribers_keys_are_computed_before_their_first_event_and_kept_for_it() {
+    let app = spawn_app().await;
+    let acme = app.tenant("Acme").await;
+    let alice = app.user("alice@acme.test", &[&acme]).await;
+    let bob = app.user("bob@acme.test", &[&acme]).await;
+    // Filtered on their own ids: a notification concerns one of them only.
+    let mut subscribers = Vec::new();
+    for (id, who) in [(&alice, "alice"), (&bob, "bob")] {
+        let mut s = Subscriber::connect(&app, id, who, Protocol::Transport).await;
+        let filter = serde_json::json!({"user_id": {"eq": id}});
+        s.changes("c", "notifications", serde_json::Value::Null, filter)
+            .await;
+        subscribers.push(s);
+    }
+    app.wait_for_subscriptions(2).await;
+    // Before any event: the listener computes them while it is idle.
+    let mut ahead = app.app.state().hub.keys_ahead();
+    let computed_ahead = tokio::time::timeout(
+        WAIT,
+        ahead.wait_for(|_| {
+            let stats = app.app.state().hub.routing_stats();
+            stats.is_some_and(|s| s.keys_computed() >= 2)
+        }),
+    )
+    .await;
+    assert!(computed_ahead.is_ok(), "no keys computed ahead");
+    let computed = || app.metric("pgherald_routing_keys_computed_total");
+    assert_eq!(computed().await, 2);
+
+    app.notify(&acme, &alice, "x", "for alice").await;
+    assert_eq!(
+        subscribers[0].next_event("c").await["row"]["title"],
+        "for alice"
+    );
+    assert_eq!(computed().await, 2, "alice's event found hers");
+    app.notify(&acme, &bob, "x", "for bob").await;
+    assert_eq!(
+        subscribers[1].next_event("c").await["row"]["title"],
+        "for bob"
+    );
+    assert_eq!(computed().await, 2, "and his event found them");
 }
 
 #[tokio::test]
