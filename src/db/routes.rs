@@ -381,6 +381,8 @@ pub async fn keys(
         };
         for (slot, keys) in out.iter_mut().zip(found) {
             match (slot.as_mut(), keys) {
+                // (The same keys at both moments, most often: kept once.)
+                (Some(k), Some(keys)) if after && keys == k.before => k.after = k.before.clone(),
                 (Some(k), Some(keys)) if after => k.after = keys,
                 (Some(k), Some(keys)) => k.before = keys,
                 _ => *slot = None,

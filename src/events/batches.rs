@@ -186,6 +186,12 @@ pub(super) async fn drain(
                 page
             }
         };
+        if page.is_empty() && batch.after_id == 0 && hub.keys_pending() {
+            // A batch with no events of this database (other databases'
+            // commits move the snapshot too): the time for new subscribers'
+            // keys.
+            hub.compute_keys_ahead(&batch.as_of, batch.epoch).await;
+        }
         if let Some(last) = page.last() {
             let isolation = if progress.failures >= ISOLATE_AFTER {
                 Isolation::Always
