@@ -226,7 +226,7 @@ impl Hub {
             joined_epoch: reg.epoch,
             ended: ended.clone(),
         };
-        let joined = reg.insert(entry);
+        let joined = reg.insert(entry) && reg.has_joined_unprobed();
         drop(reg);
         self.changes.send_modify(|n| *n += 1);
         if joined && self.routing.is_some() {
@@ -316,16 +316,24 @@ impl Hub {
         reg.epoch
     }
 
-    /// Whether contexts joined whose routing keys are not computed yet.
+    /// Whether contexts of subscriptions that every event of their table
+    /// concerns joined, and their routing keys are not computed yet.
     pub(super) fn keys_pending(&self) -> bool {
-        self.routing.is_some() && self.registry.lock().expect("hub registry").has_joined()
+        self.routing.is_some()
+            && self
+                .registry
+                .lock()
+                .expect("hub registry")
+                .has_joined_unprobed()
     }
 
-    /// Computes the routing keys of the contexts that joined since the last
-    /// page, in batch `epoch` that has no events (its two moments, `as_of`,
-    /// show the same committed state), so that their first event finds them
-    /// instead of waiting for them. Kept keys are a cache: a failure here
-    /// only means computing them with that event.
+    /// Computes the routing keys of the contexts of subscriptions without a
+    /// probe that joined since the last page, in batch `epoch` that has no
+    /// events, so that their first event (every event of their table
+    /// concerns them) finds them instead of waiting for them. The contexts
+    /// of filtered subscriptions wait for the next page: keys for idle ones
+    /// would only take memory. Kept keys are a cache: a failure here only
+    /// means computing them with that event.
     pub(super) async fn compute_keys_ahead(&self, as_of: &AsOf, epoch: u64) {
         let Some(routing) = &self.routing else {
             return;
@@ -334,7 +342,7 @@ impl Hub {
             .registry
             .lock()
             .expect("hub registry")
-            .take_joined(KEYS_AHEAD);
+            .take_joined(KEYS_AHEAD, false);
         if joined.is_empty() {
             return;
         }
@@ -375,7 +383,7 @@ impl Hub {
                     .registry
                     .lock()
                     .expect("hub registry")
-                    .take_joined(KEYS_AHEAD);
+                    .take_joined(KEYS_AHEAD, true);
                 routing
                     .prepare(&callers, &joined, as_of, epoch, whole)
                     .await

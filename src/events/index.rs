@@ -34,8 +34,9 @@ struct Probed {
 }
 
 impl TableIndex {
-    /// Adds `entry`.
-    pub(super) fn insert(&mut self, entry: &Arc<Entry>) {
+    /// Adds `entry`; whether it is filed by context (no probe: every event
+    /// of the table concerns it).
+    pub(super) fn insert(&mut self, entry: &Arc<Entry>) -> bool {
         match entry.interest.filter.probe() {
             Some((probe, keys)) => {
                 let probed = self
@@ -52,12 +53,14 @@ impl TableIndex {
                         .or_default()
                         .insert(entry.id, entry.clone());
                 }
+                false
             }
             None => {
                 self.by_context
                     .entry(entry.context)
                     .or_default()
                     .insert(entry.id, entry.clone());
+                true
             }
         }
     }

@@ -55,10 +55,13 @@ pub(super) struct Registry {
     index: FxHashMap<u32, TableIndex>,
     /// (table, context) pairs that gained their first subscription since
     /// the hub last took them ([`Self::take_joined`]): their routing keys are
-    /// computed with the next page, ahead of their first event. Only live
-    /// pairs (a pair's last subscription gone takes it out), so it is
-    /// bounded by the contexts.
+    /// computed ahead of their first event. Only live pairs (a pair's last
+    /// subscription gone takes it out), so they are bounded by the contexts.
+    /// Those whose first subscription has no probe (every event of the
+    /// table concerns it), apart: their keys are computed even while no
+    /// event comes, the others' with the next page.
     joined: FxHashSet<(u32, u64)>,
+    joined_unprobed: FxHashSet<(u32, u64)>,
 }
 
 impl Registry {
@@ -74,7 +77,8 @@ impl Registry {
     }
 
     /// Adds `entry` (its context numbered by [`Self::context_of`]); whether
-    /// its (table, context) pair joined (had no subscription before).
+    /// its (table, context) pair joined (had no subscription before, and
+    /// was not waiting for its keys already).
     pub(super) fn insert(&mut self, entry: Entry) -> bool {
         let relid = entry.interest.relid;
         if let Some((_, uses)) = self.numbers.get_mut(entry.interest.caller.key()) {
@@ -88,21 +92,24 @@ impl Registry {
             .or_insert_with(|| (entry.interest.caller.clone(), 0));
         slot.1 += 1;
         let joined = slot.1 == 1;
-        if joined {
-            self.joined.insert((relid, entry.context));
-        }
+        let context = entry.context;
         let entry = Arc::new(entry);
-        self.index.entry(relid).or_default().insert(&entry);
+        let unprobed = self.index.entry(relid).or_default().insert(&entry);
         self.by_table
             .entry(relid)
             .or_default()
             .insert(entry.id, entry);
-        joined
+        match (joined, unprobed) {
+            (true, true) => self.joined_unprobed.insert((relid, context)),
+            (true, false) => self.joined.insert((relid, context)),
+            (false, _) => false,
+        }
     }
 
-    /// Whether contexts joined since [`Self::take_joined`] last took them.
-    pub(super) fn has_joined(&self) -> bool {
-        !self.joined.is_empty()
+    /// Whether contexts of subscriptions without a probe joined since
+    /// [`Self::take_joined`] last took them.
+    pub(super) fn has_joined_unprobed(&self) -> bool {
+        !self.joined_unprobed.is_empty()
     }
 
     /// Removes subscription `id` of table `relid`.
@@ -144,6 +151,7 @@ impl Registry {
                 if slot.1 == 0 {
                     contexts.remove(&entry.context);
                     self.joined.remove(&(relid, entry.context));
+                    self.joined_unprobed.remove(&(relid, entry.context));
                 }
             }
             if contexts.is_empty() {
@@ -160,13 +168,16 @@ impl Registry {
     }
 
     /// At most `max` of the (table, context number, caller) that joined
-    /// since the last call, taken out.
-    pub(super) fn take_joined(&mut self, max: usize) -> Vec<(u32, u64, Arc<Caller>)> {
-        let taken: Vec<(u32, u64)> = self.joined.iter().take(max).copied().collect();
+    /// since the last call, taken out: those without a probe first, and
+    /// with `all` the others too.
+    pub(super) fn take_joined(&mut self, max: usize, all: bool) -> Vec<(u32, u64, Arc<Caller>)> {
+        let mut taken = take(&mut self.joined_unprobed, max);
+        if all {
+            taken.extend(take(&mut self.joined, max - taken.len()));
+        }
         taken
             .into_iter()
             .filter_map(|(relid, context)| {
-                self.joined.remove(&(relid, context));
                 let (caller, _) = self.contexts.get(&relid)?.get(&context)?;
                 Some((relid, context, caller.clone()))
             })
@@ -318,4 +329,17 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// At most `max` of `set`, taken out.
+fn take(set: &mut FxHashSet<(u32, u64)>, max: usize) -> Vec<(u32, u64)> {
+    let taken: Vec<(u32, u64)> = set.iter().take(max).copied().collect();
+    for pair in &taken {
+        set.remove(pair);
+    }
+    if set.is_empty() {
+        // (10,000 subscribers joining at once leave a table of that size.)
+        set.shrink_to_fit();
+    }
+    taken
 }
