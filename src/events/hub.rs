@@ -226,7 +226,7 @@ impl Hub {
             joined_epoch: reg.epoch,
             ended: ended.clone(),
         };
-        let joined = reg.insert(entry) && reg.has_joined_unprobed();
+        let joined = reg.insert(entry);
         drop(reg);
         self.changes.send_modify(|n| *n += 1);
         if joined && self.routing.is_some() {
@@ -319,21 +319,15 @@ impl Hub {
     /// Whether contexts of subscriptions that every event of their table
     /// concerns joined, and their routing keys are not computed yet.
     pub(super) fn keys_pending(&self) -> bool {
-        self.routing.is_some()
-            && self
-                .registry
-                .lock()
-                .expect("hub registry")
-                .has_joined_unprobed()
+        self.routing.is_some() && self.registry.lock().expect("hub registry").has_joined()
     }
 
     /// Computes the routing keys of the contexts of subscriptions without a
     /// probe that joined since the last page, in batch `epoch` that has no
     /// events, so that their first event (every event of their table
-    /// concerns them) finds them instead of waiting for them. The contexts
-    /// of filtered subscriptions wait for the next page: keys for idle ones
-    /// would only take memory. Kept keys are a cache: a failure here only
-    /// means computing them with that event.
+    /// concerns them) finds them instead of waiting for them all at once.
+    /// Kept keys are a cache: a failure here only means computing them with
+    /// that event.
     pub(super) async fn compute_keys_ahead(&self, as_of: &AsOf, epoch: u64) {
         let Some(routing) = &self.routing else {
             return;
@@ -342,7 +336,7 @@ impl Hub {
             .registry
             .lock()
             .expect("hub registry")
-            .take_joined(KEYS_AHEAD, false);
+            .take_joined(KEYS_AHEAD);
         if joined.is_empty() {
             return;
         }
@@ -383,7 +377,7 @@ impl Hub {
                     .registry
                     .lock()
                     .expect("hub registry")
-                    .take_joined(KEYS_AHEAD, true);
+                    .take_joined(KEYS_AHEAD);
                 routing
                     .prepare(&callers, &joined, as_of, epoch, whole)
                     .await

@@ -395,24 +395,21 @@ async fn a_filtered_subscription_is_found_by_the_value_of_either_version_once() 
 }
 
 #[tokio::test]
-async fn only_contexts_every_event_concerns_have_their_keys_computed_while_idle() {
+async fn only_contexts_every_event_concerns_have_their_keys_computed_ahead() {
     let hub = hub(8);
     hub.start_at("10:10:".parse().unwrap());
     let _bob = hub
         .register(filtered("bob", json!({"owner": {"eq": "bob"}})))
         .unwrap();
     let _alice = hub.register(interest("alice", OpSet::ALL)).unwrap();
-    let taken = |all| {
+    let _again = hub.register(interest("alice", OpSet::ALL)).unwrap();
+    let taken = || {
         let mut reg = hub.registry.lock().unwrap();
-        let mut subs: Vec<String> = reg
-            .take_joined(10, all)
+        reg.take_joined(10)
             .iter()
             .map(|(_, _, caller)| caller.claims["sub"].as_str().unwrap().to_owned())
-            .collect();
-        subs.sort();
-        subs
+            .collect::<Vec<String>>()
     };
-    assert_eq!(taken(false), ["alice"], "idle: the unfiltered one only");
-    assert_eq!(taken(true), ["bob"], "a page: the filtered one too");
-    assert_eq!(taken(true), Vec::<String>::new(), "each taken once");
+    assert_eq!(taken(), ["alice"], "the unfiltered context, once");
+    assert_eq!(taken(), Vec::<String>::new(), "taken once");
 }

@@ -54,14 +54,14 @@ pub(super) struct Registry {
     /// Per table, its subscriptions indexed for matching.
     index: FxHashMap<u32, TableIndex>,
     /// (table, context) pairs that gained their first subscription since
-    /// the hub last took them ([`Self::take_joined`]): their routing keys are
-    /// computed ahead of their first event. Only live pairs (a pair's last
-    /// subscription gone takes it out), so they are bounded by the contexts.
-    /// Those whose first subscription has no probe (every event of the
-    /// table concerns it), apart: their keys are computed even while no
-    /// event comes, the others' with the next page.
+    /// the hub last took them ([`Self::take_joined`]), when it has no probe
+    /// (every event of the table concerns it): their routing keys are
+    /// computed ahead of their first event. (A filtered subscription's are
+    /// computed with the first event its values find: idle ones hold none,
+    /// and many joining at once do not make one page wait for all of them.)
+    /// Only live pairs (a pair's last subscription gone takes it out), so
+    /// they are bounded by the contexts.
     joined: FxHashSet<(u32, u64)>,
-    joined_unprobed: FxHashSet<(u32, u64)>,
 }
 
 impl Registry {
@@ -77,8 +77,8 @@ impl Registry {
     }
 
     /// Adds `entry` (its context numbered by [`Self::context_of`]); whether
-    /// its (table, context) pair joined (had no subscription before, and
-    /// was not waiting for its keys already).
+    /// its (table, context) pair joined (had no subscription before) with a
+    /// subscription without a probe.
     pub(super) fn insert(&mut self, entry: Entry) -> bool {
         let relid = entry.interest.relid;
         if let Some((_, uses)) = self.numbers.get_mut(entry.interest.caller.key()) {
@@ -99,17 +99,12 @@ impl Registry {
             .entry(relid)
             .or_default()
             .insert(entry.id, entry);
-        match (joined, unprobed) {
-            (true, true) => self.joined_unprobed.insert((relid, context)),
-            (true, false) => self.joined.insert((relid, context)),
-            (false, _) => false,
-        }
+        joined && unprobed && self.joined.insert((relid, context))
     }
 
-    /// Whether contexts of subscriptions without a probe joined since
-    /// [`Self::take_joined`] last took them.
-    pub(super) fn has_joined_unprobed(&self) -> bool {
-        !self.joined_unprobed.is_empty()
+    /// Whether contexts joined since [`Self::take_joined`] last took them.
+    pub(super) fn has_joined(&self) -> bool {
+        !self.joined.is_empty()
     }
 
     /// Removes subscription `id` of table `relid`.
@@ -151,7 +146,6 @@ impl Registry {
                 if slot.1 == 0 {
                     contexts.remove(&entry.context);
                     self.joined.remove(&(relid, entry.context));
-                    self.joined_unprobed.remove(&(relid, entry.context));
                 }
             }
             if contexts.is_empty() {
@@ -168,14 +162,9 @@ impl Registry {
     }
 
     /// At most `max` of the (table, context number, caller) that joined
-    /// since the last call, taken out: those without a probe first, and
-    /// with `all` the others too.
-    pub(super) fn take_joined(&mut self, max: usize, all: bool) -> Vec<(u32, u64, Arc<Caller>)> {
-        let mut taken = take(&mut self.joined_unprobed, max);
-        if all {
-            taken.extend(take(&mut self.joined, max - taken.len()));
-        }
-        taken
+    /// since the last call, taken out.
+    pub(super) fn take_joined(&mut self, max: usize) -> Vec<(u32, u64, Arc<Caller>)> {
+        take(&mut self.joined, max)
             .into_iter()
             .filter_map(|(relid, context)| {
                 let (caller, _) = self.contexts.get(&relid)?.get(&context)?;
