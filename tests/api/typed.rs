@@ -35,6 +35,7 @@ async fn acme() -> (TestApp, String, String, String) {
     let acme = app.tenant("Acme").await;
     let alice = app.user("alice@acme.test", &[&acme]).await;
     let bob = app.user("bob@acme.test", &[&acme]).await;
+    app.wait_until_read_so_far().await;
     (app, acme, alice, bob)
 }
 

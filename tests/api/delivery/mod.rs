@@ -55,5 +55,6 @@ async fn acme() -> (TestApp, String, String) {
     let app = spawn_app().await;
     let tenant = app.tenant("Acme").await;
     let alice = app.user("alice@acme.test", &[&tenant]).await;
+    app.wait_until_read_so_far().await;
     (app, tenant, alice)
 }

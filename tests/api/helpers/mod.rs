@@ -193,6 +193,22 @@ impl TestApp {
             .unwrap_or_else(|_| panic!("timed out waiting for the schema to {what}"));
     }
 
+    /// Waits (bounded) until the listener has begun the batches of
+    /// everything committed so far: a test's setup is then never in one
+    /// batch with what the test writes next (old images are judged as of a
+    /// batch's start).
+    pub async fn wait_until_read_so_far(&self) {
+        let row = self
+            .admin
+            .query_one("select pg_current_snapshot()::text", &[])
+            .await
+            .unwrap();
+        let now: pgherald::events::snapshot::Snapshot = row.get::<_, &str>(0).parse().unwrap();
+        tokio::time::timeout(WAIT, self.app.state().hub.wait_for(&now))
+            .await
+            .expect("the listener reads what was committed");
+    }
+
     /// Waits until the hub holds `n` subscriptions.
     pub async fn wait_for_subscriptions(&self, n: usize) {
         self.wait_until(&format!("{n} subscriptions"), |t| {

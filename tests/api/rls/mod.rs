@@ -20,10 +20,9 @@
 //! once the earlier events have been delivered to someone, so that it is
 //! unambiguous which memberships were in force when they were authorized.
 
-use pgherald::events::snapshot::Snapshot;
 use serde_json::Value;
 
-use crate::helpers::{Protocol, Subscriber, TestApp, WAIT, insert_document, spawn_app};
+use crate::helpers::{Protocol, Subscriber, TestApp, insert_document, spawn_app};
 
 mod columns;
 mod documents;
@@ -53,15 +52,7 @@ async fn watch(
 /// committed so far: a subscription made next receives none of it, so no
 /// authorization of it can wait behind a closed gate.
 pub(super) async fn wait_until_read_so_far(app: &TestApp) {
-    let row = app
-        .admin
-        .query_one("select pg_current_snapshot()::text", &[])
-        .await
-        .unwrap();
-    let now: Snapshot = row.get::<_, &str>(0).parse().unwrap();
-    tokio::time::timeout(WAIT, app.app.state().hub.wait_for(&now))
-        .await
-        .expect("the listener reads what was committed");
+    app.wait_until_read_so_far().await;
 }
 
 /// Asserts that every image in `changes` (row and old) belongs to one of
