@@ -332,11 +332,7 @@ impl Hub {
         let Some(routing) = &self.routing else {
             return;
         };
-        let joined = self
-            .registry
-            .lock()
-            .expect("hub registry")
-            .take_joined(KEYS_AHEAD);
+        let joined = self.take_joined();
         if joined.is_empty() {
             return;
         }
@@ -373,11 +369,7 @@ impl Hub {
                 let callers = self.callers_of(events);
                 // Contexts that joined since the last page: their keys are
                 // computed with this page's, not with their first event.
-                let joined = self
-                    .registry
-                    .lock()
-                    .expect("hub registry")
-                    .take_joined(KEYS_AHEAD);
+                let joined = self.take_joined();
                 routing
                     .prepare(&callers, &joined, as_of, epoch, whole)
                     .await
@@ -482,6 +474,13 @@ impl Hub {
 
     /// The distinct (table, security context) of subscriptions `events` may
     /// concern.
+    /// The contexts that joined since the last page (at most [`KEYS_AHEAD`]),
+    /// whose keys are to be computed ahead of their first event.
+    fn take_joined(&self) -> Vec<(u32, u64, Arc<Caller>)> {
+        let mut reg = self.registry.lock().expect("hub registry");
+        reg.take_joined(KEYS_AHEAD)
+    }
+
     fn callers_of(&self, events: &[Arc<Event>]) -> Vec<(u32, u64, Arc<Caller>)> {
         self.registry.lock().expect("hub registry").callers(events)
     }

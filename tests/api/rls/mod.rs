@@ -42,17 +42,10 @@ async fn watch(
 ) -> Subscriber {
     // What was written before is not for it: the batches holding it begin
     // before it joins (a listener behind the writes would deliver them).
-    wait_until_read_so_far(app).await;
+    app.wait_until_read_so_far().await;
     let mut c = Subscriber::connect(app, user, who, protocol).await;
     c.changes("c", table, Value::Null, Value::Null).await;
     c
-}
-
-/// Waits (bounded) until the listener has begun the batches of everything
-/// committed so far: a subscription made next receives none of it, so no
-/// authorization of it can wait behind a closed gate.
-pub(super) async fn wait_until_read_so_far(app: &TestApp) {
-    app.wait_until_read_so_far().await;
 }
 
 /// Asserts that every image in `changes` (row and old) belongs to one of

@@ -20,7 +20,7 @@
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::{acme_and_globex, wait_until_read_so_far, watch};
+use super::{acme_and_globex, watch};
 use crate::helpers::{Protocol, TestApp, WAIT, connect, insert_document, s, summary};
 
 /// Adds `public.invitations` (readable by the members of its tenant only)
@@ -238,7 +238,7 @@ async fn a_member_removed_while_dispatch_is_held_back_still_receives_what_was_co
     gate_documents(&app).await;
     let alice = app.user("alice@acme.test", &[&acme, &globex]).await;
     let plan = insert_document(&app, &acme, "plan").await;
-    wait_until_read_so_far(&app).await;
+    app.wait_until_read_so_far().await;
     let mut a = watch(&app, &alice, "alice", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
     wait_until_routed(&app).await;
@@ -272,7 +272,7 @@ async fn a_user_added_while_dispatch_is_held_back_does_not_receive_what_was_comm
     gate_documents(&app).await;
     let nora = app.user("nora@nowhere.test", &[]).await;
     let plan = insert_document(&app, &acme, "plan").await;
-    wait_until_read_so_far(&app).await;
+    app.wait_until_read_so_far().await;
     let mut n = watch(&app, &nora, "nora", "documents", Protocol::Transport).await;
     app.wait_for_subscriptions(1).await;
     wait_until_routed(&app).await;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{assert_only_tenants, wait_until_read_so_far, watch};
+use super::{assert_only_tenants, watch};
 use crate::helpers::{Protocol, spawn_app, title_of};
 
 /// One write of the mixed workload below, on documents named by key.
@@ -46,7 +46,7 @@ async fn nobody_ever_receives_a_version_of_a_document_they_could_not_read() {
     // Memberships are judged per batch: the listener reads them before the
     // documents are written, so no batch holds both a grant and a write the
     // model expects it to precede.
-    wait_until_read_so_far(&app).await;
+    app.wait_until_read_so_far().await;
 
     let transactions: Vec<Vec<Write>> = vec![
         vec![
