@@ -8,7 +8,8 @@
 # and:
 #   DATABASE_URL              = postgres://herald_authenticator@127.0.0.1:$PORT/pgherald
 #   HERALD_ADMIN_DATABASE_URL = postgres://postgres@127.0.0.1:$PORT/pgherald
-# (PORT = ${PGHERALD_PG_PORT:-54329}). If DATABASE_URL is set, nothing is
+# (PORT = `scripts/pg.sh port`: PGHERALD_PG_PORT, else 54329 or the free port
+# pg.sh moved to when that was taken). If DATABASE_URL is set, nothing is
 # started and HERALD_ADMIN_DATABASE_URL defaults to DATABASE_URL.
 #
 # Always exported as well:
@@ -20,7 +21,7 @@ _pgherald_dbenv() {
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)" || return 1
     if [ -z "${DATABASE_URL:-}" ]; then
         "$root/scripts/pg.sh" start || return 1
-        port="${PGHERALD_PG_PORT:-54329}"
+        port="$("$root/scripts/pg.sh" port)" || return 1
         export DATABASE_URL="postgres://herald_authenticator@127.0.0.1:$port/pgherald"
         export HERALD_ADMIN_DATABASE_URL="postgres://postgres@127.0.0.1:$port/pgherald"
     else

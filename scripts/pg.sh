@@ -5,6 +5,7 @@
 #   scripts/pg.sh stop      fast shutdown if running; idempotent
 #   scripts/pg.sh status    exit 0 if running, 1 otherwise
 #   scripts/pg.sh env       print `export` lines for the connection URLs
+#   scripts/pg.sh port      print the port the cluster is (or will be) on
 #   scripts/pg.sh destroy   stop and delete .pg entirely
 #
 # Layout (PROJECT = repository root):
@@ -12,9 +13,12 @@
 #   .pg/run                  unix socket directory
 #   .pg/log/postgres.log     server log
 #   .pg/lock                 flock(1) lock serialising start/stop/destroy
+#   .pg/port                 the port chosen when PGHERALD_PG_PORT is unset
 #
 # Environment:
-#   PGHERALD_PG_PORT   TCP port on 127.0.0.1 (default 54329)
+#   PGHERALD_PG_PORT   TCP port on 127.0.0.1. Unset: 54329, or, when that is
+#                      taken (another checkout's cluster, say), the next free
+#                      port, said in one line and remembered in .pg/port.
 #   PG_BINDIR          directory with initdb/pg_ctl/psql (default: pg_config --bindir)
 #
 # When run as root, initdb/pg_ctl are run as the `postgres` OS user
@@ -29,7 +33,15 @@ LOGDIR="$PGROOT/log"
 LOG="$LOGDIR/postgres.log"
 LOCK="$PGROOT/lock"
 MARKER="$PGROOT/initialized"
-PORT="${PGHERALD_PG_PORT:-54329}"
+PORT_FILE="$PGROOT/port"
+if [ -n "${PGHERALD_PG_PORT:-}" ]; then
+    PORT="$PGHERALD_PG_PORT"
+    PORT_CHOSEN=1
+else
+    PORT="$(cat "$PORT_FILE" 2>/dev/null || true)"
+    PORT="${PORT:-54329}"
+    PORT_CHOSEN=0
+fi
 PGUSER_OS=postgres
 
 die() { echo "pg.sh: $*" >&2; exit 1; }
@@ -101,6 +113,35 @@ is_running() {
 # Port the running postmaster listens on (line 4 of postmaster.pid).
 running_port() {
     sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true
+}
+
+# Whether something accepts connections on 127.0.0.1:$1.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Makes sure $PORT is free before a start: a taken PGHERALD_PG_PORT is an
+# error; a taken default moves to the next free port, remembered in .pg/port.
+claim_port() {
+    port_in_use "$PORT" || { remember_port; return; }
+    if [ "$PORT_CHOSEN" -eq 1 ]; then
+        die "port $PORT (PGHERALD_PG_PORT) is taken, by another checkout's cluster perhaps; choose another, e.g. PGHERALD_PG_PORT=$((PORT + 1))"
+    fi
+    local taken="$PORT" candidate
+    for candidate in $(seq $((PORT + 1)) $((PORT + 200))); do
+        if ! port_in_use "$candidate"; then
+            PORT="$candidate"
+            remember_port
+            echo "pg: port $taken is taken (another checkout's cluster?); using $PORT (remembered in .pg/port; PGHERALD_PG_PORT chooses)" >&2
+            return
+        fi
+    done
+    die "ports $taken to $((taken + 200)) are all taken; choose one with PGHERALD_PG_PORT"
+}
+
+remember_port() {
+    [ "$PORT_CHOSEN" -eq 1 ] && return
+    echo "$PORT" >"$PORT_FILE"
 }
 
 take_lock() {
@@ -195,12 +236,16 @@ cmd_start() {
         local rp
         rp="$(running_port)"
         if [ -n "$rp" ] && [ "$rp" != "$PORT" ]; then
-            die "cluster already running on port $rp, not $PORT (run: scripts/pg.sh stop)"
+            [ "$PORT_CHOSEN" -eq 1 ] \
+                && die "cluster already running on port $rp, not $PORT (run: scripts/pg.sh stop)"
+            PORT="$rp"
+            remember_port
         fi
         ensure_database
         echo "pg: already running on 127.0.0.1:$PORT (data $DATA)" >&2
         return
     fi
+    claim_port
     write_conf
     local out
     if ! out="$(pg_start_server 2>&1)"; then
@@ -247,7 +292,17 @@ cmd_status() {
     return 1
 }
 
+cmd_port() {
+    if is_running && [ -n "$(running_port)" ]; then
+        running_port
+    else
+        echo "$PORT"
+    fi
+}
+
 cmd_env() {
+    local PORT
+    PORT="$(cmd_port)"
     echo "export PGHERALD_ADMIN_URL='postgres://postgres@127.0.0.1:$PORT/pgherald'"
     echo "export PGHERALD_APP_URL='postgres://herald_authenticator@127.0.0.1:$PORT/pgherald'"
 }
@@ -264,7 +319,7 @@ cmd_destroy() {
 }
 
 usage() {
-    echo "usage: $0 {start|stop|status|env|destroy}" >&2
+    echo "usage: $0 {start|stop|status|env|port|destroy}" >&2
     exit 2
 }
 
@@ -274,6 +329,7 @@ case "$1" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    port) cmd_port ;;
     destroy) cmd_destroy ;;
     *) usage ;;
 esac

@@ -73,14 +73,18 @@ impl Application {
             .map_err(|e| StartError::Config(e.to_string()))?;
         let pool = pool::build(&config.database_url, config.pool_size)
             .map_err(|e| StartError::Config(e.to_string()))?;
-        let internal_pool = pool::build(&config.database_url, INTERNAL_POOL_SIZE)
+        let internal_pool = pool::build(&config.database_url, config.internal_pool_size)
             .map_err(|e| StartError::Config(e.to_string()))?;
         roles::check_login_role(&pool).await?;
         let identity: Arc<str> = catchup::server_identity(&pool).await?.into();
         let cursor_key = catchup::cursor_key(&pool).await?;
         let cursors = Arc::new(CursorCodec::new(identity, cursor_key.as_bytes()));
-        let mut listener_config = pool::connection_config(&config.database_url)
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        let listener_url = config
+            .listener_database_url
+            .as_ref()
+            .unwrap_or(&config.database_url);
+        let mut listener_config =
+            pool::connection_config(listener_url).map_err(|e| StartError::Config(e.to_string()))?;
         listener_config.application_name("pgherald-listener");
 
         let tcp = tokio::net::TcpListener::bind(config.listen)
@@ -192,10 +196,6 @@ impl Application {
         self.shutdown().await;
     }
 }
-
-/// Connections of the internal pool: the authorizer runs one call per page
-/// at a time; catalog reloads, pruning and readiness checks are rare.
-const INTERNAL_POOL_SIZE: usize = 4;
 
 /// How often the catalog is compared even without a notification (DDL on a
 /// tracked table notifies only where the migrating role could create the

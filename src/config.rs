@@ -42,6 +42,12 @@ impl From<String> for Secret {
     }
 }
 
+impl From<String> for DatabaseUrl {
+    fn from(s: String) -> DatabaseUrl {
+        DatabaseUrl(s)
+    }
+}
+
 impl From<&str> for Secret {
     fn from(s: &str) -> Secret {
         Secret(s.to_owned())
@@ -221,8 +227,14 @@ pub struct Config {
     pub role_cache_ttl: Duration,
     /// Role for connections without a token; `None` rejects them.
     pub anon_role: Option<String>,
+    /// Connection string for the listener, the relay and the snapshot
+    /// holders, which need sessions of their own (`None`: `database_url`).
+    pub listener_database_url: Option<DatabaseUrl>,
     /// Query pool size.
     pub pool_size: usize,
+    /// Internal pool size: the authorizer runs one call per page at a time;
+    /// catalog reloads, pruning and readiness checks are rare (default 4).
+    pub internal_pool_size: usize,
     /// Outbox retention; older events are pruned.
     pub retention: Duration,
     /// How often to prune.
@@ -253,7 +265,9 @@ impl Config {
             jwks_min_refetch: Duration::from_secs(30),
             role_cache_ttl: Duration::from_secs(60),
             anon_role: None,
+            listener_database_url: None,
             pool_size: 16,
+            internal_pool_size: 4,
             retention: Duration::from_secs(24 * 3600),
             prune_interval: Duration::from_secs(300),
             limits: Limits::default(),
@@ -268,6 +282,31 @@ impl Config {
         let mut errors = self.limits.validate();
         if let Err(e) = AllowedOrigins::parse(&self.allowed_origins) {
             errors.extend(e);
+        }
+        for (name, value) in [
+            ("HERALD_POOL_SIZE", self.pool_size),
+            ("HERALD_INTERNAL_POOL_SIZE", self.internal_pool_size),
+        ] {
+            if value < 1 {
+                errors.push(format!("{name} must be at least 1 (got 0)"));
+            }
+        }
+        for (name, value) in [
+            ("HERALD_RETENTION", self.retention),
+            ("HERALD_PRUNE_INTERVAL", self.prune_interval),
+            (
+                "HERALD_LISTENER_SAFETY_INTERVAL",
+                self.listener.safety_interval,
+            ),
+            (
+                "HERALD_LISTENER_HEARTBEAT",
+                self.listener.heartbeat_interval,
+            ),
+            ("HERALD_LISTENER_TIMEOUT", self.listener.query_timeout),
+        ] {
+            if value.is_zero() {
+                errors.push(format!("{name} must be more than 0 seconds"));
+            }
         }
         for (name, value) in [
             ("HERALD_RELAY_POLL_INTERVAL", self.relay.poll_interval),

@@ -4,11 +4,13 @@
 mod authorizer;
 mod capture;
 mod clients;
+mod command_line;
 mod config;
 mod converge;
 mod cost;
 mod cross_site;
 mod delivery;
+mod faults;
 mod filter;
 mod guarantees;
 mod helpers;

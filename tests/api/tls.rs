@@ -1,19 +1,19 @@
 //! TLS to Postgres: `sslmode` and `sslrootcert` against a throwaway cluster
 //! with `ssl = on` and a CA and server certificate (SAN `localhost`,
 //! `127.0.0.1`) made at test time, plus a second CA the server does not use.
-//! The cluster is started once per test process and shared by the tests
+//! The TLS cluster is started once per test process and shared by the tests
 //! running in it; the last one out stops and removes it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pgherald::db::pool;
 use pgherald::db::tls::Connector;
 use pgherald::{Application, Config, JwtKey};
+
+use crate::helpers::cluster::{Cluster, describe};
 
 /// A host name that resolves nowhere; with `hostaddr=127.0.0.1` it is the
 /// name the certificate is checked against, and the certificate does not have it.
@@ -25,149 +25,46 @@ struct Certs {
     wrong_ca: PathBuf,
 }
 
-/// A private Postgres cluster on 127.0.0.1, stopped and deleted on drop.
-struct Cluster {
-    dir: PathBuf,
-    bin: PathBuf,
-    port: u16,
-    certs: Option<Certs>,
+/// The shared TLS cluster (`ssl = on` with fresh certificates), started by
+/// the first test that needs it.
+struct TlsCluster {
+    pg: Cluster,
+    certs: Certs,
 }
 
-impl Cluster {
-    /// Starts a cluster; with `tls`, `ssl = on` with fresh certificates.
-    fn start(tls: bool) -> Cluster {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        remove_leftovers();
-        let dir = std::env::temp_dir().join(format!(
-            "pgherald-tls-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cluster = Cluster {
-            dir: dir.clone(),
-            bin: pg_bindir(),
-            port: 0,
-            certs: None,
-        };
-        let mut conf = format!(
-            "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nlog_min_messages = warning\n",
-            dir.display()
-        );
-        if tls {
-            cluster.certs = Some(write_certs(&dir));
-            conf.push_str(&format!(
-                "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
-                dir.display()
-            ));
-        }
-        if is_root() {
-            run(
-                "chown",
-                Command::new("chown").arg("-R").arg("postgres:").arg(&dir),
-            );
-        }
-        run(
-            "initdb",
-            as_pg(&cluster.bin.join("initdb"))
-                .arg("-D")
-                .arg(dir.join("data"))
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
-                .arg("--no-sync"),
-        );
-        // postgresql.conf stays owned by postgres: appending keeps the owner.
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.join("data/postgresql.conf"))
-            .unwrap();
-        std::io::Write::write_all(&mut file, conf.as_bytes()).unwrap();
-        // The port is free when picked but might not be by the time the
-        // server binds it: try a few.
-        for attempt in 1.. {
-            cluster.port = free_port();
-            let out = as_pg(&cluster.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(dir.join("data"))
-                .arg("-l")
-                .arg(dir.join("log"))
-                .args(["-w", "-t", "30", "-o"])
-                .arg(format!("-p {}", cluster.port))
-                .arg("start")
-                .output()
-                .unwrap();
-            if out.status.success() {
-                break;
-            }
-            if attempt == 3 {
-                let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-                panic!("pg_ctl start failed: {}\n{log}", describe(&out));
-            }
-        }
-        cluster
+impl std::ops::Deref for TlsCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.pg
     }
+}
 
-    /// Key/value connection string for `postgres` on this cluster, plus `extra`.
-    fn url(&self, extra: &str) -> String {
-        format!(
-            "host=localhost port={} user=postgres dbname=postgres {extra}",
-            self.port
-        )
-    }
-
+impl TlsCluster {
     fn certs(&self) -> &Certs {
-        self.certs.as_ref().expect("a TLS cluster")
+        &self.certs
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        stop_and_remove(&self.bin, &self.dir);
-    }
-}
-
-/// The shared TLS cluster, started by the first test that needs it.
-fn tls_cluster() -> Arc<Cluster> {
-    static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+fn tls_cluster() -> Arc<TlsCluster> {
+    static SHARED: Mutex<Weak<TlsCluster>> = Mutex::new(Weak::new());
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(cluster) = shared.upgrade() {
         return cluster;
     }
-    let cluster = Arc::new(Cluster::start(true));
+    let mut certs = None;
+    let pg = Cluster::start("tls", |dir| {
+        certs = Some(write_certs(dir));
+        format!(
+            "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+            dir.display()
+        )
+    });
+    let cluster = Arc::new(TlsCluster {
+        pg,
+        certs: certs.expect("certificates written"),
+    });
     *shared = Arc::downgrade(&cluster);
     cluster
-}
-
-fn stop_and_remove(bin: &Path, dir: &Path) {
-    if dir.join("data/postmaster.pid").exists() {
-        let _ = as_pg(&bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Clusters of test processes that died without dropping theirs.
-fn remove_leftovers() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("pgherald-tls-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            stop_and_remove(&pg_bindir(), &entry.path());
-        }
-    }
 }
 
 /// A CA, a server certificate it signs (SAN localhost and 127.0.0.1, in
@@ -210,75 +107,6 @@ fn write_certs(dir: &Path) -> Certs {
         ca: dir.join("ca.crt"),
         wrong_ca: dir.join("wrong-ca.crt"),
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// `program` as the `postgres` OS user when we are root (initdb and pg_ctl
-/// refuse to run as root), as ourselves otherwise.
-fn as_pg(program: &Path) -> Command {
-    if is_root() {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    } else {
-        Command::new(program)
-    }
-}
-
-/// The server binaries, found as scripts/pg.sh finds them.
-fn pg_bindir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return dir.into();
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if dir.join("pg_ctl").exists() {
-            return dir;
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse().ok()?;
-            Some((v, e.path().join("bin")))
-        })
-        .filter(|(_, bin)| bin.join("pg_ctl").exists())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .expect("PostgreSQL server binaries (set PG_BINDIR)")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn run(what: &str, cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}", describe(&out));
 }
 
 /// An error and its causes, on one line.
@@ -389,7 +217,7 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
 
 #[tokio::test]
 async fn require_fails_against_a_server_without_tls() {
-    let pg = Cluster::start(false);
+    let pg = Cluster::start("plain", |_| String::new());
     let e = refused(&pg.url("sslmode=require")).await;
     assert!(e.contains("server does not support TLS"), "{e}");
     let e = refused(&pg.url("sslmode=verify-full")).await;

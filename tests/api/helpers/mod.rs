@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 mod changes;
+pub mod cluster;
 mod database;
 mod node;
+pub mod proxy;
 mod subscriber;
 mod ws;
 
