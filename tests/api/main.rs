@@ -3,6 +3,7 @@
 
 mod authorizer;
 mod capture;
+mod client_helper;
 mod clients;
 mod config;
 mod converge;
