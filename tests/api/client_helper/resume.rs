@@ -16,11 +16,23 @@ use crate::helpers::{
 #[tokio::test]
 async fn the_client_resumes_from_its_cursor_when_its_instance_restarts_and_gets_what_was_written_meanwhile_once()
  {
+    resumes_after_a_restart(&[]).await;
+}
+
+#[tokio::test]
+async fn iterating_the_client_resumes_from_its_cursor_when_its_instance_restarts() {
+    resumes_after_a_restart(&[("ITERATE", "1".to_owned())]).await;
+}
+
+/// The client (`subscribe.mjs` with `env`) is connected to an instance
+/// that shuts down; rows are written while no instance runs; another starts
+/// on the same address and database.
+async fn resumes_after_a_restart(env: &[(&str, String)]) {
     let first = spawn_app().await;
     let tenant = first.tenant("Acme").await;
     let alice = first.user("alice@acme.test", &[&tenant]).await;
     let addr = first.app.local_addr();
-    let mut client = start("subscribe.mjs", &[&first.ws_url], &first.token(&alice), &[]);
+    let mut client = start("subscribe.mjs", &[&first.ws_url], &first.token(&alice), env);
     until(&mut client, "connected", WAIT).await;
     first.wait_for_subscriptions(1).await;
     notify(&first.admin, &tenant, &alice, &["a0", "a1"]).await;
