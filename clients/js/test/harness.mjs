@@ -3,6 +3,7 @@
 // Driven by tests/api/client_helper. Environment:
 //   URLS        one ws:// URL, or several separated by spaces (walked round)
 //   TOKEN       a JWT, or `ask`: token() prints {"event":"token"} and waits for one on stdin
+//               (`throw:<message>` there: token() throws)
 //   GATE_RETRY  set: before each retry, print {"event":"retry_wait"} and wait for a line on stdin
 //   QUERY, VARIABLES (JSON)  the subscription
 //   HTTP_URL    http://…/graphql, for the recipes' queries
@@ -25,7 +26,14 @@ export async function ask(what, extra = {}) {
 
 export const query = process.env.QUERY;
 export const variables = JSON.parse(process.env.VARIABLES || '{}');
-export const token = process.env.TOKEN === 'ask' ? () => ask('token') : process.env.TOKEN;
+// An answer `throw:<message>` makes token() throw.
+export const token = process.env.TOKEN === 'ask'
+  ? async () => {
+    const answer = await ask('token');
+    if (answer.startsWith('throw:')) throw new Error(answer.slice('throw:'.length));
+    return answer;
+  }
+  : process.env.TOKEN;
 
 /** A @pgherald/client client configured from the environment, printing its connection events. */
 export function clientFromEnv() {

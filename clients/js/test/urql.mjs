@@ -1,12 +1,12 @@
 //! urql with the recipe's exchange (recipes/urql.js): runs READ over HTTP if set, then subscribes.
-import { Client, fetchExchange } from '@urql/core';
+import { Client, cacheExchange, fetchExchange } from '@urql/core';
 import { authorizedFetch, heraldExchange } from '@pgherald/client/recipes/urql';
 import { clientFromEnv, describe, print, printer, query, token, variables } from './harness.mjs';
 
 const urql = new Client({
   url: process.env.HTTP_URL ?? 'http://127.0.0.1:1/graphql',
   fetch: authorizedFetch(token),
-  exchanges: [fetchExchange, heraldExchange(clientFromEnv())],
+  exchanges: [cacheExchange, fetchExchange, heraldExchange(clientFromEnv())],
 });
 if (process.env.READ) {
   const { data, error } = await urql.query(process.env.READ, {}).toPromise();

@@ -104,6 +104,23 @@ async fn a_token_refused_twice_in_a_row_ends_the_subscription_with_an_error_rath
 }
 
 #[tokio::test]
+async fn a_token_callback_that_throws_ends_the_subscription_with_its_error() {
+    let app = spawn_app().await;
+    let mut client = start("subscribe.mjs", &[&app.ws_url], "ask", &[]);
+    until(&mut client, "token", WAIT).await;
+    client.answer("throw:the identity provider is down").await;
+    let error = until(&mut client, "error", WAIT).await;
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("token(): the identity provider is down"),
+        "{error}"
+    );
+    client.kill().await;
+}
+
+#[tokio::test]
 async fn on_a_graceful_shutdown_the_client_moves_to_the_next_instance_and_resumes_from_its_cursor()
 {
     resumes_on_another_instance_after_a_graceful_shutdown("subscribe.mjs").await;
