@@ -3,6 +3,7 @@
 
 mod authorizer;
 mod capture;
+mod client_helper;
 mod clients;
 mod command_line;
 mod config;

@@ -13,7 +13,7 @@ mod ws;
 
 pub use changes::{document_image, insert_document, s, summary, title_of, titles};
 pub use database::{connect, empty_database, fresh_database, hold_snapshot, listen};
-pub use node::{NodeClient, run_script};
+pub use node::{NodeClient, NodeScript, run_script};
 pub use subscriber::{NOTIFICATIONS, Protocol, Subscriber};
 pub use ws::{Frame, WsClient};
 

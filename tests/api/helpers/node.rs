@@ -1,5 +1,6 @@
-//! The real npm clients (tests/clients/subscribe.mjs) and graphql-js
-//! (tests/clients/schema.mjs), driven as child processes.
+//! The real npm clients (tests/clients/subscribe.mjs), graphql-js
+//! (tests/clients/schema.mjs) and the scripts of our own npm packages
+//! (clients/js/test), driven as child processes.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -82,6 +83,70 @@ impl NodeClient {
     }
 
     /// Stops the client.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A node script of one of the repository's npm packages (say
+/// clients/js/test/subscribe.mjs) that prints JSON lines and reads the
+/// test's answers, one per line, on stdin.
+pub struct NodeScript {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stdin: tokio::process::ChildStdin,
+}
+
+impl NodeScript {
+    /// Starts `node <script>` in the package directory `package` (relative
+    /// to the repository) with the environment `env`.
+    pub fn spawn(package: &str, script: &str, env: &[(&str, String)]) -> NodeScript {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(package);
+        assert!(
+            dir.join("node_modules").exists(),
+            "{package}: npm packages missing: run `make test` (it runs npm ci there)"
+        );
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(script)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("node runs");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdin = child.stdin.take().unwrap();
+        NodeScript {
+            child,
+            lines,
+            stdin,
+        }
+    }
+
+    /// The next line the script prints, as JSON, within `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> Value {
+        let line = tokio::time::timeout(timeout, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line from the script within {timeout:?}"))
+            .expect("script output readable")
+            .expect("script still running");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("script printed {line:?}: {e}"))
+    }
+
+    /// Writes `line` to the script's stdin.
+    pub async fn answer(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("script reads stdin");
+        self.stdin.flush().await.expect("script reads stdin");
+    }
+
+    /// Stops the script.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
