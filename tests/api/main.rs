@@ -9,6 +9,7 @@ mod converge;
 mod cost;
 mod cross_site;
 mod delivery;
+mod deploy;
 mod filter;
 mod guarantees;
 mod helpers;
