@@ -40,22 +40,37 @@ fn manifest_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Validates the manifests of `dir` against the schemas: Err with the validator's report.
-fn schema_check(dir: &Path) -> Result<(), String> {
+/// Validates the manifests of each of `dirs` against the schemas, in one
+/// run of the validator (it starts slowly): per directory, its report (empty
+/// when valid).
+fn schema_reports(dirs: &[&Path]) -> Vec<String> {
     let output = std::process::Command::new(venv("kubernetes-validate"))
         .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
-        .args(manifest_files(dir))
+        .args(dirs.iter().flat_map(|d| manifest_files(d)))
         .output()
         .expect("kubernetes-validate runs");
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: Vec<String> = dirs
+        .iter()
+        .map(|dir| {
+            let prefix = format!("{}/", dir.display());
+            report
+                .lines()
+                .filter(|l| l.contains(&prefix))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    // A failure must be attributed to some directory.
+    assert!(
+        output.status.success() || reports.iter().any(|r| !r.is_empty()),
+        "kubernetes-validate failed: {report}"
+    );
+    reports
 }
 
 /// Every YAML document of `files`, as JSON, with its file's name (PyYAML of
@@ -87,20 +102,27 @@ fn image() -> manifest_checks::Image {
     )
 }
 
-/// Schema and consistency problems of the manifests in `dir`.
-fn all_problems(dir: &Path) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Err(report) = schema_check(dir) {
-        problems.push(format!("schema: {report}"));
-    }
-    let docs: Vec<(String, Value)> = load_yaml(&manifest_files(dir));
-    problems.extend(manifest_checks::problems(&docs as &Docs, &image()));
-    problems
+/// Schema and consistency problems of the manifests in each of `dirs`.
+fn all_problems(dirs: &[&Path]) -> Vec<Vec<String>> {
+    let image = image();
+    let reports = schema_reports(dirs);
+    dirs.iter()
+        .zip(reports)
+        .map(|(dir, report)| {
+            let mut problems = Vec::new();
+            if !report.is_empty() {
+                problems.push(format!("schema: {report}"));
+            }
+            let docs: Vec<(String, Value)> = load_yaml(&manifest_files(dir));
+            problems.extend(manifest_checks::problems(&docs as &Docs, &image));
+            problems
+        })
+        .collect()
 }
 
 #[test]
 fn the_kubernetes_manifests_pass_the_schemas_and_agree_with_each_other_pgherald_and_the_image() {
-    let problems = all_problems(&repo_file("deploy/k8s"));
+    let problems = all_problems(&[&repo_file("deploy/k8s")]).remove(0);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     // The Kustomization names files that exist, and leaves out what must not
@@ -248,15 +270,21 @@ fn plant(text: &str, b: &Break) -> String {
 #[test]
 fn every_planted_break_of_a_kubernetes_manifest_is_refused() {
     let source = repo_file("deploy/k8s");
-    for b in K8S_BREAKS {
-        let copy = ScratchDir::new("k8s-break");
+    let scratch = ScratchDir::new("k8s-breaks");
+    let mut copies = Vec::new();
+    for (i, b) in K8S_BREAKS.iter().enumerate() {
+        let copy = scratch.path().join(i.to_string());
+        std::fs::create_dir(&copy).unwrap();
         for file in manifest_files(&source) {
-            std::fs::copy(&file, copy.path().join(file.file_name().unwrap())).unwrap();
+            std::fs::copy(&file, copy.join(file.file_name().unwrap())).unwrap();
         }
-        let target = copy.path().join(b.file);
+        let target = copy.join(b.file);
         let text = std::fs::read_to_string(&target).unwrap();
         std::fs::write(&target, plant(&text, b)).unwrap();
-        let problems = all_problems(copy.path());
+        copies.push(copy);
+    }
+    let dirs: Vec<&Path> = copies.iter().map(PathBuf::as_path).collect();
+    for (b, problems) in K8S_BREAKS.iter().zip(all_problems(&dirs)) {
         assert!(
             problems.iter().any(|p| p.contains(b.reported)),
             "{} with {:?} -> {:?} passed (expected a problem with {:?}); found:\n{}",
