@@ -191,6 +191,39 @@ async fn subscribers_through_nginx_spread_over_three_instances_and_each_receives
         deliveries.push(instance.metric("pgherald_deliveries_total").await);
     }
     eprintln!("deliveries per instance: {deliveries:?}");
+
+    // The connection budget of docs/deployment.md: per instance one
+    // listener, one relay connection (campaigning or holding the lock), at
+    // most two snapshot holders, and the pools (16 + 4 at most).
+    let rows = admin
+        .query(
+            "select coalesce(application_name, ''), count(*) from pg_stat_activity
+              where datname = current_database() and usename = 'herald_authenticator'
+              group by 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let count = |name: &str| -> i64 {
+        rows.iter()
+            .filter(|r| r.get::<_, &str>(0) == name)
+            .map(|r| r.get::<_, i64>(1))
+            .sum()
+    };
+    let all: i64 = rows.iter().map(|r| r.get::<_, i64>(1)).sum();
+    let n = INSTANCES as i64;
+    eprintln!(
+        "connections: listener {}, relay {}, snapshots {}, pools {}",
+        count("pgherald-listener"),
+        count("pgherald-relay"),
+        count("pgherald-snapshots"),
+        count("pgherald")
+    );
+    assert_eq!(count("pgherald-listener"), n);
+    assert_eq!(count("pgherald-relay"), n);
+    assert!(count("pgherald-snapshots") <= 2 * n);
+    assert!(count("pgherald") <= (16 + 4) * n);
+    assert!(all <= (16 + 8) * n, "{all} connections");
     clients.kill().await;
 }
 
