@@ -11,6 +11,7 @@ mod converge;
 mod cost;
 mod cross_site;
 mod delivery;
+mod deploy;
 mod faults;
 mod filter;
 mod guarantees;
