@@ -118,6 +118,12 @@ async fn graphql_over_http_refuses_what_it_cannot_speak_and_keeps_its_status_cod
             .unwrap();
         assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{declared}");
     }
+    // A body over HERALD_MAX_MESSAGE_BYTES (256 KiB by default) is not read.
+    let big = query(&format!("{{ cursor }} # {}", "x".repeat(300 * 1024)));
+    let r = post(GRAPHQL_RESPONSE, "application/json", big)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // A subscription over HTTP cannot run: a request error, 400 with
     // graphql-response+json, 200 with errors and no data with application/json.
     let subscription = query("subscription { notifications { op } }");
