@@ -1,57 +1,21 @@
-//! HTTP routes: GraphQL over POST/GET, the WebSocket upgrade, GraphiQL,
-//! health, readiness, metrics, the demo page and its cookie. They are served
-//! by [`crate::server::serve`].
+//! HTTP routes: GraphQL over POST/GET ([`graphql`]), the WebSocket upgrade,
+//! GraphiQL, health, readiness, metrics, the demo page and its cookie. They
+//! are served by [`crate::server::serve`].
 
-use std::collections::HashMap;
+mod graphql;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use juniper::http::GraphQLRequest;
-use juniper::{Definition, OperationType};
-use serde_json::{Value, json};
+use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::auth::{self, AuthError};
-use crate::graphql::limits;
-use crate::graphql::request::prepare_variables;
-use crate::graphql::scalar::Scalar;
-use crate::origin::{Credential, RequestOrigin};
 use crate::state::{AppState, LoginError};
 use crate::ws;
-
-/// The credential of a request (see [`crate::origin`]).
-fn credential(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Credential,), Error = Rejection> + Clone {
-    use warp::header::optional;
-    optional::<String>("authorization")
-        .and(optional::<String>("cookie"))
-        .and(optional::<String>("origin"))
-        .and(optional::<String>("host"))
-        .and(optional::<String>("sec-fetch-site"))
-        .map(
-            move |authorization: Option<String>,
-                  cookie: Option<String>,
-                  origin: Option<String>,
-                  host: Option<String>,
-                  fetch_site: Option<String>| {
-                let request = RequestOrigin {
-                    origin: origin.as_deref(),
-                    host: host.as_deref(),
-                    fetch_site: fetch_site.as_deref(),
-                };
-                Credential::of(
-                    authorization.as_deref(),
-                    cookie.as_deref(),
-                    &request,
-                    &state.origins,
-                )
-            },
-        )
-}
 
 /// All routes.
 pub fn routes(
@@ -61,48 +25,10 @@ pub fn routes(
         let state = state.clone();
         warp::any().map(move || state.clone())
     };
-    let token = credential(state.clone());
-    let max_body = state.limits.max_message_bytes as u64;
-
     // Paths before methods: a request for an unknown path is then a 404,
     // not a 405 from whichever route checked the method first.
-    let graphql_post = warp::path("graphql")
-        .and(warp::path::end())
-        .and(warp::post())
-        .and(warp::body::content_length_limit(max_body))
-        .and(warp::body::json::<Value>())
-        .and(token.clone())
-        .and(with_state.clone())
-        .then(execute);
-    let graphql_get = warp::path("graphql")
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(warp::query::<HashMap<String, String>>())
-        .and(token.clone())
-        .and(with_state.clone())
-        .then(
-            |params: HashMap<String, String>, token, state: Arc<AppState>| async move {
-                let query = params.get("query").map(String::as_str).unwrap_or_default();
-                let operation = params.get("operationName").map(String::as_str);
-                if let Some(kind) = non_query_operation(&state, query, operation) {
-                    return get_refused(kind);
-                }
-                let mut body = json!({
-                    "query": params.get("query").cloned().unwrap_or_default(),
-                    "operationName": params.get("operationName"),
-                });
-                if let Some(vars) = params.get("variables") {
-                    match serde_json::from_str(vars) {
-                        Ok(vars) => body["variables"] = vars,
-                        Err(e) => {
-                            let message = format!("variables are not JSON: {e}");
-                            return error_reply(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST");
-                        }
-                    }
-                }
-                execute(body, token, state).await
-            },
-        );
+    let graphql_post = graphql::post(state.clone());
+    let graphql_get = graphql::get(state.clone());
     // A page of our own that needs nothing from the network: juniper_warp's
     // GraphiQL loads its scripts from a CDN.
     let graphiql = warp::path("graphiql")
@@ -160,42 +86,6 @@ pub fn routes(
         .unify()
 }
 
-async fn execute(mut body: Value, credential: Credential, state: Arc<AppState>) -> Response {
-    if credential == Credential::RefusedCookie {
-        return foreign_cookie();
-    }
-    let caller = match state.authenticate(credential.token()).await {
-        Ok(caller) => caller,
-        Err(e) => return login_error(&e),
-    };
-    if let Err(e) = limits::check_payload(&body, &state.limits.cost) {
-        return error_reply(StatusCode::BAD_REQUEST, &e.to_string(), "BAD_USER_INPUT");
-    }
-    if let Some(query) = body.get("query").and_then(Value::as_str).map(str::to_owned) {
-        if let Some(vars) = body.get_mut("variables") {
-            prepare_variables(&query, vars);
-        }
-    }
-    let request: GraphQLRequest<Scalar> = match serde_json::from_value(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid GraphQL request: {e}"),
-                "BAD_REQUEST",
-            );
-        }
-    };
-    let context = state.context(caller);
-    let response = request.execute(&*state.schema.current(), &context).await;
-    let status = if response.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    warp::reply::with_status(warp::reply::json(&response), status).into_response()
-}
-
 fn auth_error(e: &AuthError) -> Response {
     error_reply(StatusCode::UNAUTHORIZED, &e.to_string(), "UNAUTHENTICATED")
 }
@@ -210,52 +100,6 @@ fn login_error(e: &LoginError) -> Response {
             "UNAVAILABLE",
         ),
     }
-}
-
-/// A request whose only credential is the cookie, from an origin that may not use it.
-fn foreign_cookie() -> Response {
-    error_reply(
-        StatusCode::FORBIDDEN,
-        "the JWT cookie is not accepted from this origin (HERALD_ALLOWED_ORIGINS); \
-         send the token in an Authorization header",
-        "FORBIDDEN",
-    )
-}
-
-/// The type of the operation a GET request would run, when it is not a
-/// query. Text that does not parse is left to the executor to report.
-fn non_query_operation(
-    state: &AppState,
-    query: &str,
-    operation_name: Option<&str>,
-) -> Option<OperationType> {
-    let schema = state.schema.current();
-    let document = juniper::parser::parse_document_source::<Scalar>(query, &schema.schema).ok()?;
-    document
-        .iter()
-        .filter_map(|d| match d {
-            Definition::Operation(op) => Some(&op.item),
-            Definition::Fragment(_) => None,
-        })
-        // With a name, the named operation; without one, any operation:
-        // a GET must not be able to pick a mutation by any reading.
-        .filter(|op| {
-            operation_name.is_none_or(|name| op.name.as_ref().is_some_and(|n| n.item == name))
-        })
-        .map(|op| op.operation_type)
-        .find(|t| *t != OperationType::Query)
-}
-
-/// GET runs queries only: browsers send GETs on their own (links, images),
-/// so nothing a GET runs may change state or hold a stream open.
-fn get_refused(kind: OperationType) -> Response {
-    let (what, how) = match kind {
-        OperationType::Mutation => ("mutations", "send them with POST"),
-        _ => ("subscriptions", "open them over WebSocket"),
-    };
-    let message = format!("GET /graphql runs queries only; {what} are refused ({how})");
-    let reply = error_reply(StatusCode::METHOD_NOT_ALLOWED, &message, "BAD_REQUEST");
-    warp::reply::with_header(reply, "allow", "POST").into_response()
 }
 
 /// An HTML page of ours: never framed by other sites.

@@ -18,6 +18,7 @@ mod guarantees;
 mod helpers;
 mod hostile;
 mod http;
+mod http_audit;
 mod limits;
 mod migrate;
 mod outbox;
