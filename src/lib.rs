@@ -34,6 +34,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod fdlimit;

@@ -2,6 +2,7 @@
 //! every test gets its own database and pgherald instance.
 
 mod authorizer;
+mod browser;
 mod capture;
 mod clients;
 mod config;
@@ -9,6 +10,7 @@ mod converge;
 mod cost;
 mod cross_site;
 mod delivery;
+mod demo;
 mod filter;
 mod guarantees;
 mod helpers;
