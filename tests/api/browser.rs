@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::helpers::spawn_app;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// The whole browser scenario (each of its waits is bounded by 10 s).
+/// The whole browser scenario (each of its waits is bounded by 15 s).
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
 
 const ACME: &str = "10000000-0000-4000-8000-000000000001";

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const WAIT = 10_000;
+// Generous: the whole suite may be running beside this browser.
+const WAIT = 15_000;
 const env = (name) => {
   if (!process.env[name]) throw new Error(`${name} is not set`);
   return process.env[name];
@@ -69,8 +70,6 @@ async function run() {
   await shows(noteItem(carol, 'Welcome to Globex'));
   await shows(docItem(dave, 'Acme roadmap'));
   await shows(docItem(dave, 'Globex plans'));
-  check('Alice sees one welcome (hers)', (await noteItem(alice, 'Welcome').count()) === 1);
-  check('Carol sees no Acme document', (await docItem(carol, 'Acme roadmap').count()) === 0);
   say({ step });
 
   step = 'Alice creates a document in Acme: Alice, Bob and Dave are sent it';
@@ -107,10 +106,12 @@ async function run() {
   say({ step });
 
   step = "Bob edits Alice's document: Alice and Dave are sent the update";
+  check('the edit form shows only while editing', await bob.locator('form.edit').isHidden());
   await docItem(bob, "Alice's plan").locator('button.edit').click();
   await bob.locator('form.edit input.title').fill('Bob edited this');
   await bob.locator('form.edit input.body').fill('step two');
   await bob.locator('form.edit button', { hasText: 'Save' }).click();
+  await bob.locator('form.edit').waitFor({ state: 'hidden', timeout: WAIT });
   for (const pane of [alice, dave]) {
     await shows(docItem(pane, 'Bob edited this'));
     await gone(docItem(pane, "Alice's plan"));
@@ -150,7 +151,7 @@ async function run() {
   for (const pane of [alice, bob, dave]) await shows(docItem(pane, "Alice's last"));
   // Commit order per subscription: Carol was sent Dave's memo after every
   // Acme write above, Alice and Bob were sent "Alice's last" after the memo.
-  await neverReceived(carol, 'Carol', ["Alice's plan", 'Bob edited this', 'Note to self', 'Hi Bob', 'Sneaky']);
+  await neverReceived(carol, 'Carol', ['Acme roadmap', "Alice's plan", 'Bob edited this', 'Note to self', 'Hi Bob', 'Sneaky']);
   await neverReceived(alice, 'Alice', ['Globex memo', 'Globex plans', 'Hi Bob']);
   await neverReceived(bob, 'Bob', ['Globex memo', 'Globex plans', 'Note to self']);
   check('Carol still lists the Globex document', (await docItem(carol, 'Globex plans').count()) === 1);
