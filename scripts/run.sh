@@ -31,13 +31,26 @@ echo "  websocket   ws://$HERALD_LISTEN/graphql"
 echo "  psql        psql '$HERALD_ADMIN_DATABASE_URL'"
 echo
 echo "  demo user tokens (valid 24h):"
+declare -A tokens=()
 while read -r id email; do
     [ -n "$id" ] || continue
     token="$("$BIN" token --sub "$id" --ttl 24h)"
+    tokens[$email]="$token"
     printf '    %-20s %s\n' "$email" "$token"
 done <<<"$users"
 echo
-echo "  Try it: open the demo page, paste a token, Connect; then"
+# The demo page takes two tokens in its fragment (#a=...&b=..., never sent
+# to the server) and opens one pane per user (static/index.html).
+pair() {
+    [ -n "${tokens[$1]:-}" ] && [ -n "${tokens[$2]:-}" ] || return 0
+    echo "  demo page as $1 | $2:"
+    echo "    http://$HERALD_LISTEN/#a=${tokens[$1]}&b=${tokens[$2]}"
+}
+pair alice@acme.test bob@acme.test
+pair carol@globex.test dave@both.test
+echo
+echo "  Try it: open a demo page link; create, edit and delete documents, send notifications;"
+echo "  or write with plain SQL and watch the panes:"
 echo "    echo \"insert into notifications (tenant_id, user_id, title) select tenant_id, user_id, 'hello' from memberships m join users u on u.id = m.user_id where u.email = 'alice@acme.test' limit 1\" | make psql"
 echo
 

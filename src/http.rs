@@ -1,6 +1,6 @@
 //! HTTP routes: GraphQL over POST/GET ([`graphql`]), the WebSocket upgrade,
-//! GraphiQL, health, readiness, metrics, the demo page and its cookie. They
-//! are served by [`crate::server::serve`].
+//! GraphiQL, health, readiness, metrics, the demo page, its cookie and its
+//! writes ([`crate::demo`]). They are served by [`crate::server::serve`].
 
 mod graphql;
 
@@ -63,7 +63,9 @@ pub fn routes(
         .and(warp::get())
         .map(|| page(include_str!("../static/index.html")));
 
-    ws::route(state)
+    ws::route(state.clone())
+        .or(crate::demo::route(state))
+        .unify()
         .or(graphql_post)
         .unify()
         .or(graphql_get)

@@ -2,6 +2,7 @@
 //! every test gets its own database and pgherald instance.
 
 mod authorizer;
+mod browser;
 mod capture;
 mod client_helper;
 mod clients;
@@ -11,6 +12,7 @@ mod converge;
 mod cost;
 mod cross_site;
 mod delivery;
+mod demo;
 mod deploy;
 mod faults;
 mod filter;
