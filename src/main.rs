@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use pgherald::auth::{RoleClaim, TokenRules, Verifier};
 use pgherald::config::parse_duration;
 use pgherald::graphql::limits::CostLimits;
+use pgherald::telemetry::{self, LogFormat};
 use pgherald::{Application, Config, JwtKey, Limits};
 
 #[derive(Parser)]
@@ -18,6 +19,15 @@ use pgherald::{Application, Config, JwtKey, Limits};
     about = "Realtime GraphQL subscriptions straight from Postgres"
 )]
 struct Cli {
+    /// Log line format on stderr: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -276,9 +286,18 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() {
-    if let Err(e) = run().await {
+fn main() {
+    let cli = Cli::parse();
+    // Before the runtime: the trace exporter runs on a thread of its own,
+    // and flushes when `_telemetry` drops, after the runtime has stopped.
+    let result = telemetry::init(cli.log_format)
+        .map_err(anyhow::Error::from)
+        .and_then(|_telemetry| {
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(run(cli.command))
+        });
+    if let Err(e) = result {
         // One line with the cause chain; never a backtrace or a Debug dump.
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
@@ -312,15 +331,8 @@ fn one_line(e: &anyhow::Error) -> String {
     text
 }
 
-async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "pgherald=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve {
             database_url,
             listen,

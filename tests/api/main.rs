@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod limits;
 mod migrate;
+mod observability;
 mod outbox;
 mod own_schema;
 mod protocol;
