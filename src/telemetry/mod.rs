@@ -83,6 +83,9 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
             .with(layer)
             .try_init()
             .map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
+        if traces.is_some() {
+            tracing::info!("exporting OpenTelemetry traces over OTLP/HTTP");
+        }
         Ok(Telemetry { traces })
     }
     #[cfg(not(feature = "otlp"))]

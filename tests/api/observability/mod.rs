@@ -7,6 +7,7 @@ mod dashboard;
 mod logs;
 mod metrics;
 mod process;
+#[cfg(feature = "otlp")]
 mod traces;
 
 use std::collections::{BTreeMap, BTreeSet};
