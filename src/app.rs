@@ -24,6 +24,7 @@ use crate::events::listener::{self, ListenerStatus};
 use crate::events::privileges;
 use crate::events::relay::{self, RelayStatus};
 use crate::graphql::{self, SchemaHandle};
+use crate::metrics::{self, Metrics};
 use crate::origin::AllowedOrigins;
 use crate::state::AppState;
 use crate::ws;
@@ -107,6 +108,14 @@ impl Application {
         );
         let status = Arc::new(ListenerStatus::default());
         let relay_status = Arc::new(RelayStatus::default());
+        let connection_permits = Arc::new(Semaphore::new(config.limits.max_connections));
+        let metrics = Metrics::new(metrics::Sources {
+            hub: hub.clone(),
+            listener: status.clone(),
+            relay: relay_status.clone(),
+            permits: connection_permits.clone(),
+            max_connections: config.limits.max_connections,
+        });
         let state = Arc::new(AppState {
             pool: pool.clone(),
             internal_pool: internal_pool.clone(),
@@ -124,13 +133,14 @@ impl Application {
             listener: status.clone(),
             relay: relay_status.clone(),
             limits: config.limits.clone(),
-            connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connection_permits,
             connections: ws::Registry::new(
                 config.limits.max_connections_per_ip,
                 config.limits.max_connections_per_subject,
             ),
             origins,
             shutdown: shutdown.clone(),
+            metrics,
         });
 
         let tasks = TaskTracker::new();

@@ -6,7 +6,6 @@ mod graphql;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde_json::json;
 use warp::http::StatusCode;
@@ -58,7 +57,7 @@ pub fn routes(
     let metrics = warp::path("metrics")
         .and(warp::path::end())
         .and(with_state.clone())
-        .map(|state: Arc<AppState>| metrics(&state).into_response());
+        .then(crate::metrics::scrape);
     let index = warp::path::end()
         .and(warp::get())
         .map(|| page(include_str!("../static/index.html")));
@@ -178,61 +177,6 @@ async fn readyz(state: Arc<AppState>) -> Response {
         status,
     )
     .into_response()
-}
-
-fn metrics(state: &AppState) -> String {
-    let l = &state.listener;
-    let open = state.limits.max_connections - state.connection_permits.available_permits();
-    let a = state.hub.authorizer_stats();
-    let r = &state.relay;
-    let mut out = format!(
-        "# TYPE pgherald_listener_connected gauge\npgherald_listener_connected {}\n\
-         # TYPE pgherald_listener_connects_total counter\npgherald_listener_connects_total {}\n\
-         # TYPE pgherald_events_total counter\npgherald_events_total {}\n\
-         # TYPE pgherald_deliveries_total counter\npgherald_deliveries_total {}\n\
-         # TYPE pgherald_slow_consumers_total counter\npgherald_slow_consumers_total {}\n\
-         # TYPE pgherald_subscriptions gauge\npgherald_subscriptions {}\n\
-         # TYPE pgherald_websocket_connections gauge\npgherald_websocket_connections {}\n\
-         # TYPE pgherald_authorizer_contexts_failed_total counter\npgherald_authorizer_contexts_failed_total {}\n\
-         # TYPE pgherald_authorizer_rows_hidden_by_errors_total counter\npgherald_authorizer_rows_hidden_by_errors_total {}\n\
-         # TYPE pgherald_authorizer_isolated_pages_total counter\npgherald_authorizer_isolated_pages_total {}\n\
-         # TYPE pgherald_authorizer_snapshot_fallbacks_total counter\npgherald_authorizer_snapshot_fallbacks_total {}\n\
-         # TYPE pgherald_context_failed_subscriptions_total counter\npgherald_context_failed_subscriptions_total {}\n\
-         # TYPE pgherald_listener_heartbeat_sent gauge\npgherald_listener_heartbeat_sent {}\n\
-         # TYPE pgherald_listener_heartbeat_seen gauge\npgherald_listener_heartbeat_seen {}\n\
-         # TYPE pgherald_listener_foreign_heartbeats_total counter\npgherald_listener_foreign_heartbeats_total {}\n\
-         # TYPE pgherald_relay_active gauge\npgherald_relay_active {}\n\
-         # TYPE pgherald_relay_elections_total counter\npgherald_relay_elections_total {}\n\
-         # TYPE pgherald_relay_polls_total counter\npgherald_relay_polls_total {}\n\
-         # TYPE pgherald_relay_notifies_total counter\npgherald_relay_notifies_total {}\n\
-         # TYPE pgherald_relay_tables gauge\npgherald_relay_tables {}\n",
-        u8::from(l.is_connected()),
-        l.connects.load(Ordering::Relaxed),
-        l.events.load(Ordering::Relaxed),
-        l.deliveries.load(Ordering::Relaxed),
-        l.overflows.load(Ordering::Relaxed),
-        state.hub.subscription_count(),
-        open,
-        a.contexts_failed.load(Ordering::Relaxed),
-        a.rows_hidden_by_errors.load(Ordering::Relaxed),
-        a.isolated_pages.load(Ordering::Relaxed),
-        a.snapshot_fallbacks.load(Ordering::Relaxed),
-        a.subscriptions_ended.load(Ordering::Relaxed),
-        l.heartbeat_sent.load(Ordering::Relaxed),
-        l.heartbeat_seen.load(Ordering::Relaxed),
-        l.foreign_heartbeats.load(Ordering::Relaxed),
-        u8::from(r.is_active()),
-        r.elections.load(Ordering::Relaxed),
-        r.polls.load(Ordering::Relaxed),
-        r.notifies.load(Ordering::Relaxed),
-        r.relay_tables.load(Ordering::Relaxed),
-    );
-    state.hub.stages().render(&mut out);
-    state.hub.rendering_stats().render(&mut out);
-    if let Some(routing) = state.hub.routing_stats() {
-        routing.render(&mut out);
-    }
-    out
 }
 
 async fn rejection(err: Rejection) -> Result<Response, Infallible> {

@@ -26,6 +26,7 @@
 //! 5. [`ws`] speaks both GraphQL-over-WebSocket protocols around
 //!    juniper_graphql_ws; [`http`] serves the rest. [`auth`] turns tokens into
 //!    callers, whose role and claims [`db::session`] applies transaction-locally.
+//!    [`metrics`] serves `/metrics`; [`telemetry`] sets up logs and traces.
 //!
 //! [`app::Application`] wires it all, [`state::AppState`] is what handlers
 //! share; `main.rs` only parses the command line.
@@ -41,10 +42,11 @@ pub mod events;
 pub mod fdlimit;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod origin;
 pub mod server;
-pub mod stages;
 pub mod state;
+pub mod telemetry;
 pub mod ws;
 
 pub use app::{Application, StartError};

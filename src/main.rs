@@ -5,10 +5,20 @@ use anyhow::Context as _;
 use clap::Parser;
 use pgherald::Application;
 use pgherald::cli::{Cli, Command};
+use pgherald::telemetry;
 
-#[tokio::main]
-async fn main() {
-    if let Err(e) = run().await {
+fn main() {
+    let cli = Cli::parse();
+    // Before the runtime: the trace exporter runs on a thread of its own,
+    // and flushes when `_telemetry` drops, after the runtime has stopped.
+    let result = telemetry::init(cli.log_format)
+        .map_err(anyhow::Error::from)
+        .and_then(|_telemetry| {
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(run(cli.command))
+        });
+    if let Err(e) = result {
         // One line with the cause chain; never a backtrace or a Debug dump.
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
@@ -42,15 +52,8 @@ fn one_line(e: &anyhow::Error) -> String {
     text
 }
 
-async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "pgherald=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => {
             let config = args.config()?;
             let invalid = config.validate();

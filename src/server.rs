@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use warp::Filter;
 use warp::reply::Response;
 
@@ -20,7 +21,8 @@ use crate::ws::PeerAddr;
 /// ([`PeerAddr`], for the per-IP cap), and a client must send a request's
 /// headers within `header_read_timeout` (hyper's `header_read_timeout`, which
 /// also bounds how long an idle keep-alive connection waits for the next
-/// request's headers), so connections that trickle bytes are closed.
+/// request's headers), so connections that trickle bytes are closed. Each
+/// request runs in an `http.request` span (method and path).
 pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
@@ -57,7 +59,13 @@ pub async fn serve<F>(
         let with_peer = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(PeerAddr(peer));
-                hyper::service::Service::call(&service, request)
+                // The path only: a query string may carry variables.
+                let span = tracing::info_span!(
+                    "http.request",
+                    method = %request.method(),
+                    path = request.uri().path(),
+                );
+                hyper::service::Service::call(&service, request).instrument(span)
             },
         );
         let watcher = graceful.watcher();

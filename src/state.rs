@@ -15,6 +15,7 @@ use crate::events::hub::Hub;
 use crate::events::listener::ListenerStatus;
 use crate::events::relay::RelayStatus;
 use crate::graphql::{Context, SchemaHandle};
+use crate::metrics::Metrics;
 use crate::origin::AllowedOrigins;
 use crate::ws::Registry;
 
@@ -65,6 +66,8 @@ pub struct AppState {
     pub origins: AllowedOrigins,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// The instance's metrics registry, for `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl AppState {

@@ -9,6 +9,8 @@ mod tokens;
 use clap::{Parser, Subcommand};
 
 pub use serve::ServeArgs;
+
+use crate::telemetry::LogFormat;
 pub use tokens::TokenArgs;
 
 /// `pgherald`.
@@ -19,6 +21,15 @@ pub use tokens::TokenArgs;
     about = "Realtime GraphQL subscriptions straight from Postgres"
 )]
 pub struct Cli {
+    /// Log line format on stderr: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

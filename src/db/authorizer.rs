@@ -76,6 +76,31 @@ pub enum ContextFailure {
 }
 
 impl ContextFailure {
+    /// Every kind, in the order of [`AuthorizerStats::failed_by_kind`].
+    pub const ALL: [ContextFailure; 3] = [
+        ContextFailure::Role,
+        ContextFailure::Claims,
+        ContextFailure::Policy,
+    ];
+
+    /// Its place in [`ContextFailure::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            ContextFailure::Role => 0,
+            ContextFailure::Claims => 1,
+            ContextFailure::Policy => 2,
+        }
+    }
+
+    /// Its `kind` label in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ContextFailure::Role => "role",
+            ContextFailure::Claims => "claims",
+            ContextFailure::Policy => "policy",
+        }
+    }
+
     pub(super) fn from_stage(stage: &str) -> ContextFailure {
         match stage {
             "role" => ContextFailure::Role,
@@ -142,6 +167,11 @@ pub struct AuthorizerStats {
     /// Batches (or pages) whose old or new images were judged at dispatch
     /// time because a held snapshot was lost.
     pub snapshot_fallbacks: AtomicU64,
+    /// Security contexts that could not be evaluated, per
+    /// [`ContextFailure`] (in [`ContextFailure::ALL`]'s order).
+    pub failed_by_kind: [AtomicU64; 3],
+    /// Live pages whose authorizer call failed as a whole (retried).
+    pub failed_calls: AtomicU64,
 }
 
 impl AuthorizerStats {
@@ -156,6 +186,9 @@ impl AuthorizerStats {
         }
         self.snapshot_fallbacks
             .fetch_add(verdicts.fell_back as u64, Ordering::Relaxed);
+        for failure in verdicts.failed.values() {
+            self.failed_by_kind[failure.index()].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

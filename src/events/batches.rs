@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
+use tracing::Instrument;
 
 use super::Event;
 use super::delivery::Bounds;
@@ -48,6 +49,11 @@ struct Batch {
     as_of: AsOf,
     /// Its first page, read with the hold of its end (until dispatched).
     first_page: Option<Vec<Arc<Event>>>,
+    /// Events dispatched so far.
+    events: u64,
+    /// Its trace span (`listener.batch`), parent of its pages' reads and
+    /// dispatches; it ends when the batch does.
+    span: tracing::Span,
 }
 
 impl Progress {
@@ -95,7 +101,7 @@ pub(super) async fn drain(
     if progress.batch.is_none() {
         let started = Instant::now();
         let taken = holders.take(Some(&from)).await;
-        hub.stages().hold.observe(started.elapsed());
+        hub.pipeline().hold.observe(started.elapsed());
         let (high, high_held, first_page) = match taken {
             Ok(mut held) => {
                 let first_page = held.first_page.take();
@@ -157,6 +163,12 @@ pub(super) async fn drain(
                 .fetch_add(1, Ordering::Relaxed);
         }
         let epoch = hub.begin_batch(&high);
+        let span = tracing::info_span!(
+            "listener.batch",
+            epoch,
+            events = tracing::field::Empty,
+            delivered = tracing::field::Empty,
+        );
         progress.batch = Some(Batch {
             bounds: Arc::new(Bounds { low: from, high }),
             epoch,
@@ -164,6 +176,8 @@ pub(super) async fn drain(
             high_held,
             as_of,
             first_page,
+            events: 0,
+            span,
         });
     }
     while let Some(batch) = progress.batch.as_mut() {
@@ -172,17 +186,15 @@ pub(super) async fn drain(
             Some(page) => page,
             None => {
                 let started = Instant::now();
-                let page = timed(
-                    timings,
-                    reader.read_page(
-                        client,
-                        &batch.bounds.low,
-                        &batch.bounds.high,
-                        batch.after_id,
-                    ),
-                )
-                .await??;
-                hub.stages().read.observe(started.elapsed());
+                let read = reader.read_page(
+                    client,
+                    &batch.bounds.low,
+                    &batch.bounds.high,
+                    batch.after_id,
+                );
+                let span = tracing::info_span!(parent: &batch.span, "outbox.read");
+                let page = timed(timings, read.instrument(span)).await??;
+                hub.pipeline().read.observe(started.elapsed());
                 page
             }
         };
@@ -200,6 +212,8 @@ pub(super) async fn drain(
             };
             let started = Instant::now();
             let whole = batch.after_id == 0 && (page.len() as i64) < PAGE_SIZE;
+            let span = tracing::info_span!(parent: &batch.span, "hub.dispatch",
+                events = page.len(), delivered = tracing::field::Empty);
             let dispatched = hub
                 .dispatch(
                     &page,
@@ -209,18 +223,24 @@ pub(super) async fn drain(
                     isolation,
                     whole,
                 )
+                .instrument(span.clone())
                 .await;
-            hub.stages().dispatch.observe(started.elapsed());
+            hub.pipeline().dispatch.observe(started.elapsed());
             let stats = match dispatched {
                 Ok(stats) => stats,
                 Err(e) => {
                     progress.failures += 1;
+                    hub.authorizer_stats()
+                        .failed_calls
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, attempt = progress.failures, ?isolation,
                         "authorizing a page failed; it will be retried");
                     return Err(e.into());
                 }
             };
             progress.failures = 0;
+            span.record("delivered", stats.delivered);
+            batch.events += page.len() as u64;
             status
                 .events
                 .fetch_add(page.len() as u64, Ordering::Relaxed);
@@ -242,6 +262,8 @@ pub(super) async fn drain(
             // The whole batch is dispatched: its start is no longer needed,
             // its end is the next batch's start.
             let high_held = batch.high_held.take();
+            hub.pipeline().batch_events.record(batch.events);
+            batch.span.record("events", batch.events);
             progress.low = Some(batch.bounds.high.clone());
             progress.batch = None;
             if let Some(start) = std::mem::replace(&mut progress.low_held, high_held) {

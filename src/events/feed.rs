@@ -162,11 +162,14 @@ impl Feed {
         };
         let ended = registration.ended.clone();
         let capacity = self.hub.queue_capacity();
+        let pipeline = self.hub.pipeline().clone();
         let live = registration
             // Transactions catch-up accounted for.
             .filter(move |d| {
                 std::future::ready(!upto.as_ref().is_some_and(|s| s.sees(d.event.xid)))
             })
+            // Taken off the queue to be rendered and written now.
+            .inspect(move |d| pipeline.observe_lag(d.event.committed_at))
             .map(Ok)
             .chain(futures::stream::once(async move {
                 Err(match ended.get() {

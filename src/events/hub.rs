@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 use super::Event;
 use super::backlog::{Backlog, Outcome, STALL, Subscriber};
@@ -30,7 +31,7 @@ use crate::db::DbError;
 use crate::db::as_of::AsOf;
 use crate::db::authorizer::{Authorize, AuthorizerStats, ContextFailure, Isolation};
 use crate::db::routes::RouteSource;
-use crate::stages::Stages;
+use crate::metrics::pipeline::Pipeline;
 
 /// Contexts new since the last page whose routing keys a page computes
 /// ahead of their first event, at most (one database call for them all).
@@ -63,8 +64,8 @@ pub struct Hub {
     routing: Option<Routing>,
     /// What the authorizer had to deal with (live pages and catch-up).
     authorizer_stats: Arc<AuthorizerStats>,
-    /// Time spent per stage of the pipeline.
-    stages: Arc<Stages>,
+    /// What the pipeline measures (stage times, lag, ends), for `/metrics`.
+    pipeline: Arc<Pipeline>,
     /// Items rendered and shared by the subscriptions of this hub.
     renderings: Arc<RenderingStats>,
     /// Bumped on every registry change, for those waiting on it.
@@ -135,7 +136,7 @@ impl Hub {
             authorizer,
             routing,
             authorizer_stats: Arc::default(),
-            stages: Arc::default(),
+            pipeline: Arc::default(),
             renderings: Arc::default(),
             changes: watch::Sender::new(0),
             keys_ahead: watch::Sender::new(0),
@@ -153,9 +154,9 @@ impl Hub {
         &self.authorizer_stats
     }
 
-    /// Time spent per stage of the pipeline, for `/metrics`.
-    pub fn stages(&self) -> &Arc<Stages> {
-        &self.stages
+    /// What the pipeline measures (stage times, lag, ends), for `/metrics`.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
     }
 
     /// Items rendered and shared, for `/metrics`.
@@ -178,6 +179,15 @@ impl Hub {
     pub fn subscription_count(&self) -> usize {
         let reg = self.registry.lock().expect("hub registry");
         reg.by_table.values().map(HashMap::len).sum()
+    }
+
+    /// Live subscriptions per table oid (tables with none may be missing).
+    pub fn subscriptions_per_table(&self) -> Vec<(u32, usize)> {
+        let reg = self.registry.lock().expect("hub registry");
+        reg.by_table
+            .iter()
+            .map(|(relid, subs)| (*relid, subs.len()))
+            .collect()
     }
 
     /// Waits until the dispatched position covers `snapshot` (nudging the
@@ -265,6 +275,7 @@ impl Hub {
             let _ = entry.ended.set(reason);
         }
         let count = entries.len();
+        self.pipeline.count_ended(reason, count);
         // Dropping the entries closes their queues: each stream ends after
         // what it already holds.
         drop(entries);
@@ -410,6 +421,7 @@ impl Hub {
                 .map(|c| (c.event, c.entry.context, &c.entry.interest.caller)),
         );
         let started = Instant::now();
+        let span = tracing::info_span!("authorizer", contexts = plan.context_count());
         let verdicts = plan
             .authorize(
                 self.authorizer.as_ref(),
@@ -418,8 +430,9 @@ impl Hub {
                 &self.authorizer_stats,
                 routes,
             )
+            .instrument(span)
             .await?;
-        self.stages.authorize.observe(started.elapsed());
+        self.pipeline.authorize.observe(started.elapsed());
         let mut stats = DispatchStats {
             contexts: plan.context_count(),
             contexts_failed: verdicts.failed_contexts(),
@@ -435,6 +448,8 @@ impl Hub {
                 // rather than let it miss events it would never know of.
                 let _ = cand.entry.ended.set(EndReason::ContextFailed(failure));
                 stats.context_ended += 1;
+                self.pipeline
+                    .count_ended(EndReason::ContextFailed(failure), 1);
                 self.authorizer_stats
                     .subscriptions_ended
                     .fetch_add(1, Ordering::Relaxed);
@@ -465,6 +480,7 @@ impl Hub {
                     // rather than skip events it would never know it missed.
                     let _ = entry.ended.set(EndReason::SlowConsumer);
                     stats.overflowed += 1;
+                    self.pipeline.count_ended(EndReason::SlowConsumer, 1);
                 }
                 self.remove(entry.interest.relid, entry.id);
             }

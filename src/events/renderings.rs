@@ -152,25 +152,20 @@ pub struct RenderingStats {
 }
 
 impl RenderingStats {
-    /// Appends the counters in Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        crate::stages::render_counters(
-            out,
-            &[
-                (
-                    "pgherald_renderings_total",
-                    Some("Subscription items rendered (their selection executed and encoded)."),
-                    &self.rendered,
-                ),
-                (
-                    "pgherald_renderings_shared_total",
-                    Some(
-                        "Subscription items sent from a rendering made for another subscriber of the same event.",
-                    ),
-                    &self.shared,
-                ),
-            ],
-        );
+    /// The counters, as (exported name, help, value) for `/metrics`.
+    pub fn counters(&self) -> [crate::metrics::CounterSpec<'_>; 2] {
+        [
+            (
+                "pgherald_renderings_total",
+                "Subscription items rendered (their selection executed and encoded).",
+                &self.rendered,
+            ),
+            (
+                "pgherald_renderings_shared_total",
+                "Subscription items sent from a rendering made for another subscriber of the same event.",
+                &self.shared,
+            ),
+        ]
     }
 }
 
@@ -268,23 +263,22 @@ mod tests {
     }
 
     #[test]
-    fn the_counters_are_prometheus_counters_with_help() {
+    fn the_counters_are_named_counters_with_help() {
         let stats = RenderingStats::default();
         stats.rendered.fetch_add(2, Ordering::Relaxed);
         stats.shared.fetch_add(5, Ordering::Relaxed);
-        let mut out = String::new();
-        stats.render(&mut out);
-        assert!(
-            out.contains("# TYPE pgherald_renderings_total counter\npgherald_renderings_total 2\n"),
-            "{out}"
+        let counters = stats.counters();
+        let values: Vec<(&str, u64)> = counters
+            .iter()
+            .map(|(name, _, v)| (*name, v.load(Ordering::Relaxed)))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("pgherald_renderings_total", 2),
+                ("pgherald_renderings_shared_total", 5)
+            ]
         );
-        assert!(
-            out.contains("# HELP pgherald_renderings_shared_total "),
-            "{out}"
-        );
-        assert!(
-            out.contains("\npgherald_renderings_shared_total 5\n"),
-            "{out}"
-        );
+        assert!(counters.iter().all(|(_, help, _)| help.ends_with('.')));
     }
 }

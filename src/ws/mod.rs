@@ -305,14 +305,14 @@ fn run(
         Some(Protocol::TransportWs) => {
             let (handler, conn) = transport::connection(&state, credential, accepted_tx);
             let session = Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
-                .timed(state.hub.stages().clone())
+                .timed(state.hub.pipeline().clone(), Protocol::TransportWs)
                 .holding(permit);
             Either::Right(Either::Left(session.run().map(drop)))
         }
         Some(Protocol::LegacyWs) => {
             let (handler, conn) = legacy::connection(&state, credential, accepted_tx);
             let session = Session::new(socket, handler, conn, accepted_rx, settings, shutdown)
-                .timed(state.hub.stages().clone())
+                .timed(state.hub.pipeline().clone(), Protocol::LegacyWs)
                 .holding(permit);
             Either::Right(Either::Right(session.run().map(drop)))
         }

@@ -12,6 +12,7 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::stream::{SplitSink, SplitStream};
@@ -21,12 +22,13 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::Protocol;
 use super::close::{Close, Dropped};
 use super::handler::{Handler, Step};
 use super::init::Accepted;
 use super::registry::SubjectSlot;
 use crate::config::Limits;
-use crate::stages::Stages;
+use crate::metrics::pipeline::Pipeline;
 
 /// The limits a session enforces.
 #[derive(Clone, Copy, Debug)]
@@ -112,8 +114,9 @@ pub(super) struct Session<W, H: Handler, C> {
     ping_at: Instant,
     last_heard: Instant,
     expires_at: Option<Instant>,
-    /// Where write bursts are timed, if anywhere.
-    stages: Option<Arc<Stages>>,
+    /// Where write bursts are timed and frames counted (under the
+    /// session's protocol), if anywhere.
+    pipeline: Option<(Arc<Pipeline>, Protocol)>,
 }
 
 impl<W, E, H, C> Session<W, H, C>
@@ -150,13 +153,14 @@ where
             ping_at: now + settings.ping_interval,
             last_heard: now,
             expires_at: None,
-            stages: None,
+            pipeline: None,
         }
     }
 
-    /// Times each burst of writes into `stages`.
-    pub fn timed(mut self, stages: Arc<Stages>) -> Self {
-        self.stages = Some(stages);
+    /// Times each burst of writes into `pipeline`, and counts the frames
+    /// written under `protocol`.
+    pub fn timed(mut self, pipeline: Arc<Pipeline>, protocol: Protocol) -> Self {
+        self.pipeline = Some((pipeline, protocol));
         self
     }
 
@@ -272,7 +276,7 @@ where
 
     /// Carries out `steps`; how the session ended, if it did.
     async fn apply(&mut self, steps: Vec<Step<H::In>>) -> Option<Ended> {
-        let mut written = false;
+        let mut written = 0u64;
         let started = Instant::now();
         for step in steps {
             match step {
@@ -295,20 +299,24 @@ where
                     {
                         return Some(Ended::Dropped(dropped));
                     }
-                    written = true;
+                    written += 1;
                 }
                 Step::Close(close) => return Some(self.close(close).await),
             }
         }
-        if written {
+        if written > 0 {
             let flush = self.socket.flush();
             if let Err(dropped) =
                 bounded_write(flush, &self.settings, &self.shutdown, self.expires_at).await
             {
                 return Some(Ended::Dropped(dropped));
             }
-            if let Some(stages) = &self.stages {
-                stages.write.observe(started.elapsed());
+            if let Some((pipeline, protocol)) = &self.pipeline {
+                pipeline.write.observe(started.elapsed());
+                pipeline
+                    .frames
+                    .of(*protocol)
+                    .fetch_add(written, Ordering::Relaxed);
             }
         }
         None

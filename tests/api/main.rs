@@ -23,6 +23,7 @@ mod http;
 mod http_audit;
 mod limits;
 mod migrate;
+mod observability;
 mod outbox;
 mod own_schema;
 mod protocol;

@@ -67,26 +67,35 @@ impl RoutingStats {
         self.keys_computed.load(Ordering::Relaxed)
     }
 
-    /// Appends the counters in Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        crate::stages::render_counters(
-            out,
-            &[
-                ("pgherald_routing_skipped_total", None, &self.skipped),
-                ("pgherald_routing_decided_total", None, &self.decided),
-                (
-                    "pgherald_routing_keys_computed_total",
-                    None,
-                    &self.keys_computed,
-                ),
-                ("pgherald_routing_routes_derived_total", None, &self.derived),
-                (
-                    "pgherald_routing_unrouted_pages_total",
-                    None,
-                    &self.unrouted_pages,
-                ),
-            ],
-        );
+    /// The counters, as (exported name, help, value) for `/metrics`.
+    pub fn counters(&self) -> [crate::metrics::CounterSpec<'_>; 5] {
+        [
+            (
+                "pgherald_routing_skipped_total",
+                "Events routed away from a security context or filtered subscription by a policy route, without the authorizer.",
+                &self.skipped,
+            ),
+            (
+                "pgherald_routing_decided_total",
+                "Visibility checks decided by a policy route, without the authorizer.",
+                &self.decided,
+            ),
+            (
+                "pgherald_routing_keys_computed_total",
+                "Routing keys of callers computed.",
+                &self.keys_computed,
+            ),
+            (
+                "pgherald_routing_routes_derived_total",
+                "Policy routes derived for a (table, role), routable or not.",
+                &self.derived,
+            ),
+            (
+                "pgherald_routing_unrouted_pages_total",
+                "Pages that could not be routed by policy, and were decided by the authorizer alone.",
+                &self.unrouted_pages,
+            ),
+        ]
     }
 }
 
