@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs kubernetes-validate (PyPI; it bundles the Kubernetes JSON schemas,
 # so validating needs no cluster and no network) into .venv-k8s/ of the
-# repository (gitignored), for the manifest test (tests/api/manifests.rs),
+# repository (gitignored), for the manifest test (tests/api/deploy/manifests.rs),
 # which validates deploy/k8s/ with it. Does nothing when it is there already.
 set -euo pipefail
 

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pgherald::{Application, Config, JwtKey};
 use serde_json::json;
 use tokio_postgres::config::Host;
 
 use crate::helpers::cluster::{Cluster, describe};
 use crate::helpers::proxy::Proxy;
 use crate::helpers::{
-    SECRET, TestApp, WsClient, admin_url_for, app_url_for, connect, fresh_database,
+    TestApp, WsClient, admin_url_for, app_url_for, connect, fresh_database, spawn_app_at,
     spawn_app_on_with,
 };
 
@@ -139,24 +138,7 @@ async fn spawn_app_on_cluster(pg: &Cluster) -> TestApp {
         .await
         .unwrap();
     assert!(out.status.success(), "migrate: {}", describe(&out));
-    let mut config = Config::new(app_url.clone(), JwtKey::Secret(SECRET.into()));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.pool_size = 4;
-    let app = Application::build(config).await.expect("app starts");
-    let addr = app.local_addr();
-    let test = TestApp {
-        app,
-        ws_url: format!("ws://{addr}/graphql"),
-        http_url: format!("http://{addr}"),
-        admin: connect(&admin_url).await,
-        app_url,
-        admin_url,
-    };
-    test.wait_until("listener connected", |t| {
-        t.app.state().listener.is_connected()
-    })
-    .await;
-    test
+    spawn_app_at(admin_url, app_url, |config| config.pool_size = 4).await
 }
 
 #[tokio::test]

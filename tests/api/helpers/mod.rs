@@ -129,7 +129,17 @@ async fn spawn_app_on_database(db: &str, tweak: impl FnOnce(&mut Config)) -> Tes
         admin_password(&base).as_deref(),
         db,
     );
-    let app_url = app_url_for(db);
+    spawn_app_at(admin_url, app_url_for(db), tweak).await
+}
+
+/// Starts an instance whose login role connects with `app_url`, its owner
+/// with `admin_url` (a database of any cluster, migrated with the demo),
+/// after `tweak` edits its config.
+pub async fn spawn_app_at(
+    admin_url: String,
+    app_url: String,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::new(app_url.clone(), JwtKey::Secret(SECRET.into()));
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.pool_size = 8;
