@@ -515,33 +515,13 @@ async fn health_readiness_metrics_graphiql_and_the_demo_page_are_served() {
 #[tokio::test]
 async fn readyz_is_unready_while_the_listener_is_down() {
     let app = spawn_app().await;
-    // Keep the listener out: forbid new connections of the login role to this
-    // database, then kill its listener backend.
-    app.sql("select 1").await;
-    let db: String = app
-        .admin
-        .query_one("select current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    app.sql(&format!("revoke connect on database \"{db}\" from public"))
-        .await;
-    app.sql(
-        "select pg_terminate_backend(pid) from pg_stat_activity
-          where application_name = 'pgherald-listener' and datname = current_database()",
-    )
-    .await;
-    app.wait_until("listener down", |t| !t.app.state().listener.is_connected())
-        .await;
+    app.keep_listener_out().await;
     let ready = reqwest::get(format!("{}/readyz", app.http_url))
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
 
-    app.sql(&format!("grant connect on database \"{db}\" to public"))
-        .await;
-    app.wait_until("listener back", |t| t.app.state().listener.is_connected())
-        .await;
+    app.let_listener_in().await;
     let ready = reqwest::get(format!("{}/readyz", app.http_url))
         .await
         .unwrap();

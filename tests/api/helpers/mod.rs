@@ -221,6 +221,40 @@ impl TestApp {
             .expect("the listener reads what was committed");
     }
 
+    /// Keeps the listener out until [`TestApp::let_listener_in`]: new
+    /// connections of the login role to this database are refused, then the
+    /// listener's backend is killed (the query pool keeps the connections it
+    /// has). Returns once the instance has seen its listener go.
+    pub async fn keep_listener_out(&self) {
+        let db = self.database_name().await;
+        self.sql(&format!("revoke connect on database \"{db}\" from public"))
+            .await;
+        self.sql(
+            "select pg_terminate_backend(pid) from pg_stat_activity
+              where application_name = 'pgherald-listener' and datname = current_database()",
+        )
+        .await;
+        self.wait_until("listener down", |t| !t.app.state().listener.is_connected())
+            .await;
+    }
+
+    /// Lets the listener connect again; returns once it has.
+    pub async fn let_listener_in(&self) {
+        let db = self.database_name().await;
+        self.sql(&format!("grant connect on database \"{db}\" to public"))
+            .await;
+        self.wait_until("listener back", |t| t.app.state().listener.is_connected())
+            .await;
+    }
+
+    async fn database_name(&self) -> String {
+        self.admin
+            .query_one("select current_database()", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Waits until the hub holds `n` subscriptions.
     pub async fn wait_for_subscriptions(&self, n: usize) {
         self.wait_until(&format!("{n} subscriptions"), |t| {

@@ -262,23 +262,7 @@ async fn the_outbox_gauges_show_its_size_and_the_listeners_lag_and_reconnects_ar
     assert_eq!(first.get("pgherald_listener_reconnects_total", ""), 0.0);
     assert_eq!(first.get("pgherald_outbox_scrape_errors_total", ""), 0.0);
 
-    // Keep the listener out (new connections of the login role refused),
-    // then kill its backend: the query pool keeps the connections it has.
-    let db: String = app
-        .admin
-        .query_one("select current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    app.sql(&format!("revoke connect on database \"{db}\" from public"))
-        .await;
-    app.sql(
-        "select pg_terminate_backend(pid) from pg_stat_activity
-          where application_name = 'pgherald-listener' and datname = current_database()",
-    )
-    .await;
-    app.wait_until("listener down", |t| !t.app.state().listener.is_connected())
-        .await;
+    app.keep_listener_out().await;
     app.sql(&format!(
         "insert into notifications (tenant_id, user_id, kind, title)
          select '{tenant}', '{alice}', 'info', repeat('x', 1000) from generate_series(1, 2000);
@@ -295,10 +279,7 @@ async fn the_outbox_gauges_show_its_size_and_the_listeners_lag_and_reconnects_ar
     assert!((1_000.0..=4_000.0).contains(&rows), "rows estimate {rows}");
     assert_eq!(behind.get("pgherald_listener_connected", ""), 0.0);
 
-    app.sql(&format!("grant connect on database \"{db}\" to public"))
-        .await;
-    app.wait_until("listener back", |t| t.app.state().listener.is_connected())
-        .await;
+    app.let_listener_in().await;
     let caught_up = scrape_until(&app, "no lag once the listener is back", |m| {
         m.value("pgherald_outbox_lag_seconds", "") == Some(0.0)
     })
