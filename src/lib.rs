@@ -29,7 +29,8 @@
 //!    [`metrics`] serves `/metrics`; [`telemetry`] sets up logs and traces.
 //!
 //! [`app::Application`] wires it all, [`state::AppState`] is what handlers
-//! share; `main.rs` only parses the command line.
+//! share; [`cli`] is the command line, which `main.rs` parses and runs;
+//! [`demo`] writes for the demo page.
 
 pub mod app;
 pub mod auth;
