@@ -239,6 +239,7 @@ impl Hub {
         let joined = reg.insert(entry);
         drop(reg);
         self.changes.send_modify(|n| *n += 1);
+        tracing::debug!(subscription = id, table = relid, "subscription registered");
         if joined && self.routing.is_some() {
             // The listener computes its routing keys while no event waits
             // ([`Self::compute_keys_ahead`]).

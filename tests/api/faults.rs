@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -160,14 +159,14 @@ async fn postgres_stopped_and_started_again_under_load_loses_and_repeats_nothing
     // whenever the server is gone, until told to stop. An insert whose
     // outcome is unknown (the server went away during it) is settled by
     // reading the table at the end.
-    let restarted = Arc::new(AtomicBool::new(false));
+    let (restarted, restarted_rx) = tokio::sync::watch::channel(false);
     let writer = {
         let (url, tenant, users) = (
             app.admin_url.clone(),
             tenant.clone(),
             [alice.clone(), bob.clone()],
         );
-        let restarted = restarted.clone();
+        let mut restarted = restarted_rx;
         tokio::spawn(async move {
             let mut client = None;
             let mut written_after_restart = 0;
@@ -185,8 +184,9 @@ async fn postgres_stopped_and_started_again_under_load_loses_and_repeats_nothing
                             client = Some(c);
                         }
                         Err(_) => {
-                            // Retry pacing while the server is down (not a wait for an event).
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            // The server is down: it is back once the test
+                            // has started it again.
+                            let _ = restarted.wait_for(|up| *up).await;
                             continue;
                         }
                     }
@@ -199,7 +199,7 @@ async fn postgres_stopped_and_started_again_under_load_loses_and_repeats_nothing
                         &[&tenant, &users[i % 2], &format!("r{i:05}")],
                     )
                     .await;
-                if done.is_ok() && restarted.load(Ordering::Relaxed) {
+                if done.is_ok() && *restarted.borrow() {
                     written_after_restart += 1;
                 }
             }
@@ -219,7 +219,7 @@ async fn postgres_stopped_and_started_again_under_load_loses_and_repeats_nothing
     })
     .await
     .unwrap();
-    restarted.store(true, Ordering::Relaxed);
+    restarted.send_replace(true);
     app.wait_until("the listener reconnected", |t| {
         t.app.state().listener.connects.load(Ordering::Relaxed) > connects
     })

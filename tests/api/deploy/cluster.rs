@@ -269,19 +269,23 @@ async fn notify(admin: &tokio_postgres::Client, tenant: &str, user: &str, title:
         .unwrap();
 }
 
-/// Waits (bounded) until the instances hold `n` subscriptions between them:
-/// only then are the writes certain to reach every subscriber.
+/// Waits (bounded) until the instances have registered `n` subscriptions
+/// between them (each logs every registration): only then are the writes
+/// certain to reach every subscriber.
 async fn wait_for_subscriptions(instances: &[Instance], n: u64) {
+    let mut lines: Vec<_> = instances.iter().map(Instance::log_lines).collect();
     let registered = async {
         loop {
-            let mut sum = 0;
-            for instance in instances {
-                sum += instance.metric("pgherald_subscriptions").await;
-            }
-            if sum == n {
+            let sum: usize = instances.iter().map(Instance::registered).sum();
+            if sum as u64 == n {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let next = lines.iter_mut().map(|l| Box::pin(l.changed()));
+            let (line, _, _) = futures::future::select_all(next).await;
+            if line.is_err() {
+                let logs: Vec<String> = instances.iter().map(Instance::log).collect();
+                panic!("an instance exited:\n{}", logs.join("\n---\n"));
+            }
         }
     };
     if tokio::time::timeout(WAIT, registered).await.is_err() {

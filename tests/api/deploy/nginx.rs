@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::helpers::child_log::ChildLog;
+
 use super::{ScratchDir, repo_file};
-use crate::helpers::WAIT;
 
 /// The nginx binary, if installed (scripts/prereq-nginx.sh installs it).
 pub fn binary() -> Option<PathBuf> {
@@ -83,7 +83,7 @@ fn main_config(dir: &std::path::Path) -> String {
     // it runs as whoever runs the test, root included, and killing it leaves
     // no worker behind.
     format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log notice;\n\
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\n\
          events {{ worker_connections 1024; }}\n\
          http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/client_body;\n  \
          proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
@@ -97,6 +97,7 @@ pub struct Nginx {
     /// Where it listens.
     pub addr: SocketAddr,
     dir: ScratchDir,
+    log: ChildLog,
 }
 
 impl Nginx {
@@ -122,28 +123,26 @@ impl Nginx {
                 .arg("-p")
                 .arg(dir.path())
                 .arg("-e")
-                .arg(dir.path().join("error.log"))
+                .arg("stderr")
                 .arg("-c")
                 .arg(dir.path().join("nginx.conf"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
                 .expect("nginx runs");
-            match wait_answering(&mut child, addr).await {
+            let log = ChildLog::read(child.stderr.take().expect("piped"));
+            match started(&log, addr).await {
                 Ok(()) => {
                     return Nginx {
                         _child: child,
                         addr,
                         dir,
+                        log,
                     };
                 }
-                Err(why) => {
-                    let log =
-                        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-                    failures.push(format!("{why}\n{log}"));
-                }
+                Err(why) => failures.push(format!("{why}\n{}", log.text())),
             }
         }
         panic!("nginx did not start:\n{}", failures.join("\n---\n"));
@@ -151,9 +150,9 @@ impl Nginx {
 
     /// nginx's error and access logs so far (for failure messages).
     pub fn error_log(&self) -> String {
-        let read =
-            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("error.log"), read("access.log"))
+        let access =
+            std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        format!("{}\n{access}", self.log.text())
     }
 }
 
@@ -163,24 +162,18 @@ fn free_port() -> SocketAddr {
     socket.local_addr().unwrap()
 }
 
-/// Waits (bounded) until nginx at `addr` proxies `/healthz`, or exits.
-async fn wait_answering(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
+/// Waits (bounded) until nginx has started, which it says: it logs the
+/// process's limits (`getrlimit(RLIMIT_NOFILE)`) once its configuration is
+/// loaded and its listening sockets are open; then `/healthz` must answer
+/// through the upstream.
+async fn started(log: &ChildLog, addr: SocketAddr) -> Result<(), String> {
+    log.line("its start", |l| l.contains("getrlimit(RLIMIT_NOFILE)"))
+        .await?;
     let url = format!("http://{addr}/healthz");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Err(format!("nginx exited: {status}"));
-        }
-        if reqwest::get(&url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("nginx did not answer {url} within {WAIT:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match reqwest::get(&url).await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("{url} answered {}", r.status())),
+        Err(e) => Err(format!("{url}: {e}")),
     }
 }
 

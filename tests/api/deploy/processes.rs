@@ -4,19 +4,14 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::WAIT;
+use crate::helpers::child_log::ChildLog;
 
 /// The binary under test.
 const PGHERALD: &str = env!("CARGO_BIN_EXE_pgherald");
-
-/// The most log text kept per process (its tail).
-const LOG_KEPT: usize = 16 * 1024;
 
 /// `pgherald` with exactly `env` (nothing inherited: the test runner's own
 /// DATABASE_URL and HERALD_* variables must not leak in) and plain logs.
@@ -26,7 +21,9 @@ fn pgherald(args: &[&str], env: &[(&str, String)]) -> Command {
         .args(args)
         .env_clear()
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "pgherald=info,warn")
+        // The hub's debug lines say when a subscription is registered, which
+        // tests wait for.
+        .env("RUST_LOG", "pgherald=info,pgherald::events::hub=debug,warn")
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -56,7 +53,7 @@ pub struct Instance {
     _child: Child,
     /// The address it serves on, from its "pgherald serving" log line.
     pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+    log: ChildLog,
 }
 
 impl Instance {
@@ -68,46 +65,30 @@ impl Instance {
             .stderr(Stdio::piped())
             .spawn()
             .expect("pgherald runs");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (found, addr) = tokio::sync::oneshot::channel();
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let kept = log.clone();
-        // Reads the log to its end (a full pipe would block the server).
-        tokio::spawn(async move {
-            let mut found = Some(found);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = serving_addr(&line) {
-                    if let Some(found) = found.take() {
-                        let _ = found.send(addr);
-                    }
-                }
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-                if log.len() > LOG_KEPT {
-                    let cut = log.len() - LOG_KEPT;
-                    let cut = (cut..log.len()).find(|&i| log.is_char_boundary(i)).unwrap();
-                    log.drain(..cut);
-                }
-            }
-        });
-        let addr = match tokio::time::timeout(WAIT, addr).await {
-            Ok(Ok(addr)) => addr,
-            _ => panic!(
-                "pgherald serve did not start within {WAIT:?}:\n{}",
-                log.lock().unwrap()
-            ),
-        };
+        let log = ChildLog::read(child.stderr.take().expect("piped"));
+        let line = log
+            .wait_for_line("the address it serves on", |l| serving_addr(l).is_some())
+            .await;
         Instance {
             _child: child,
-            addr,
+            addr: serving_addr(&line).unwrap(),
             log,
         }
     }
 
-    /// What it has logged (the tail).
+    /// What it has logged.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
+    }
+
+    /// How many subscriptions it has registered so far (its debug log).
+    pub fn registered(&self) -> usize {
+        self.log.count(|l| l.contains("subscription registered"))
+    }
+
+    /// A receiver woken by each line it logs.
+    pub fn log_lines(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.log.subscribe()
     }
 
     /// Its `http://` base URL.
@@ -128,24 +109,12 @@ impl Instance {
             .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
     }
 
-    /// Waits (bounded) until `/readyz` answers 200: database reachable and
-    /// listener connected.
+    /// Waits (bounded) until its listener has connected (it logs so),
+    /// which is when `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        let url = format!("{}/readyz", self.url());
-        let ready = async {
-            loop {
-                if reqwest::get(&url)
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        if tokio::time::timeout(WAIT, ready).await.is_err() {
-            panic!("{} not ready within {WAIT:?}:\n{}", self.addr, self.log());
-        }
+        self.log
+            .wait_for_line("listener connected", |l| l.contains("listener connected"))
+            .await;
     }
 }
 

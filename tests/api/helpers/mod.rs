@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod changes;
+pub mod child_log;
 pub mod cluster;
 mod database;
 mod node;

@@ -47,10 +47,11 @@ async fn json_logs_are_one_object_per_line_and_never_show_a_token_or_a_row() {
         json!({}),
     )
     .await;
-    super::Scrape::until(&served.http_url, "the subscription", |m| {
-        m.value("pgherald_subscriptions", "") == Some(1.0)
-    })
-    .await;
+    served
+        .wait_for_line("the subscription registered", |l| {
+            l.contains("\"message\":\"subscription registered\"")
+        })
+        .await;
     served
         .admin
         .execute(

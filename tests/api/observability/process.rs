@@ -3,16 +3,14 @@
 //! are set up once per process.
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::helpers::{SECRET, WAIT, admin_url_for, app_url_for, connect, fresh_database};
+use crate::helpers::child_log::ChildLog;
+use crate::helpers::{SECRET, admin_url_for, app_url_for, connect, fresh_database};
 
 /// A running `pgherald serve`.
 pub struct Served {
@@ -23,10 +21,8 @@ pub struct Served {
     pub ws_url: String,
     /// Owner connection to its database.
     pub admin: Client,
-    /// Every stderr line so far.
-    lines: Arc<Mutex<Vec<String>>>,
-    /// Bumped on every line; closed at EOF.
-    seen: watch::Receiver<usize>,
+    /// Its stderr.
+    log: ChildLog,
 }
 
 /// Starts `pgherald serve` with JSON logs and `env`, on a fresh database;
@@ -51,30 +47,13 @@ pub async fn serve(env: &[(&str, &str)]) -> Served {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().expect("pgherald starts");
-    let stderr = child.stderr.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, seen) = watch::channel(0);
-    {
-        let lines = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let n = {
-                    let mut lines = lines.lock().unwrap();
-                    lines.push(line);
-                    lines.len()
-                };
-                tx.send_replace(n);
-            }
-        });
-    }
+    let log = ChildLog::read(child.stderr.take().unwrap());
     let mut served = Served {
         child,
         http_url: String::new(),
         ws_url: String::new(),
         admin: connect(&admin_url_for(&db)).await,
-        lines,
-        seen,
+        log,
     };
     let line = served
         .wait_for_line("the address served on", |l| {
@@ -97,21 +76,8 @@ pub async fn serve(env: &[(&str, &str)]) -> Served {
 
 impl Served {
     /// Waits (bounded) for a stderr line that `matches`; returns it.
-    pub async fn wait_for_line(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
-        let found = async {
-            loop {
-                if let Some(line) = self.lines.lock().unwrap().iter().find(|l| matches(l)) {
-                    return line.clone();
-                }
-                if self.seen.changed().await.is_err() {
-                    let lines = self.lines.lock().unwrap().join("\n");
-                    panic!("pgherald exited without logging {what}:\n{lines}");
-                }
-            }
-        };
-        tokio::time::timeout(WAIT, found)
-            .await
-            .unwrap_or_else(|_| panic!("no log line with {what}"))
+    pub async fn wait_for_line(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        self.log.wait_for_line(what, matches).await
     }
 
     /// Stops it with SIGTERM (a clean shutdown, which flushes traces);
@@ -129,8 +95,7 @@ impl Served {
             .unwrap();
         assert!(exit.success(), "{exit}");
         // Until EOF: every line read.
-        let _ =
-            tokio::time::timeout(WAIT, async { while self.seen.changed().await.is_ok() {} }).await;
-        self.lines.lock().unwrap().clone()
+        self.log.until_eof().await;
+        self.log.lines()
     }
 }
