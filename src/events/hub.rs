@@ -489,8 +489,6 @@ impl Hub {
         Ok(stats)
     }
 
-    /// The distinct (table, security context) of subscriptions `events` may
-    /// concern.
     /// The contexts that joined since the last page (at most [`KEYS_AHEAD`]),
     /// whose keys are to be computed ahead of their first event.
     fn take_joined(&self) -> Vec<(u32, u64, Arc<Caller>)> {
@@ -498,6 +496,8 @@ impl Hub {
         reg.take_joined(KEYS_AHEAD)
     }
 
+    /// The distinct (table, security context) of subscriptions `events` may
+    /// concern.
     fn callers_of(&self, events: &[Arc<Event>]) -> Vec<(u32, u64, Arc<Caller>)> {
         self.registry.lock().expect("hub registry").callers(events)
     }
