@@ -189,12 +189,6 @@ async fn handle(
     authorization: Option<&str>,
     body: &[u8],
 ) -> Result<Value, DemoError> {
-    if !installed.load(Ordering::Relaxed) {
-        if !demo_installed(state).await? {
-            return Err(DemoError::NoDemo);
-        }
-        installed.store(true, Ordering::Relaxed);
-    }
     let Some(token) = authorization.and_then(auth::bearer) else {
         return Err(DemoError::Unauthenticated(
             "send the token in an Authorization header (the cookie is not accepted here)".into(),
@@ -207,6 +201,13 @@ async fn handle(
             LoginError::Refused(e) => DemoError::Unauthenticated(e.to_string()),
             LoginError::Unavailable => DemoError::Unavailable("the database could not be reached"),
         })?;
+    // After authentication: a caller without a token never costs a query.
+    if !installed.load(Ordering::Relaxed) {
+        if !demo_installed(state).await? {
+            return Err(DemoError::NoDemo);
+        }
+        installed.store(true, Ordering::Relaxed);
+    }
     let action: Action = serde_json::from_slice(body)
         .map_err(|e| DemoError::BadInput(format!("not a demo action: {e}")))?;
     check_lengths(&action)?;
