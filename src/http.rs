@@ -15,6 +15,7 @@ use warp::{Filter, Rejection};
 use crate::auth::{self, AuthError};
 use crate::state::{AppState, LoginError};
 use crate::ws;
+use graphql::ResponseType;
 
 /// All routes.
 pub fn routes(
@@ -93,14 +94,7 @@ fn auth_error(e: &AuthError) -> Response {
 
 /// A refused token is 401; a token that could not be checked is 503.
 fn login_error(e: &LoginError) -> Response {
-    match e {
-        LoginError::Refused(e) => auth_error(e),
-        LoginError::Unavailable => error_reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &e.to_string(),
-            "UNAVAILABLE",
-        ),
-    }
+    graphql::login_error(ResponseType::Json, e)
 }
 
 /// An HTML page of ours: never framed by other sites.
@@ -153,11 +147,7 @@ async fn start_session(
 }
 
 fn error_reply(status: StatusCode, message: &str, code: &str) -> Response {
-    warp::reply::with_status(
-        warp::reply::json(&json!({"errors": [{"message": message, "extensions": {"code": code}}]})),
-        status,
-    )
-    .into_response()
+    graphql::error_reply(ResponseType::Json, status, message, code)
 }
 
 async fn readyz(state: Arc<AppState>) -> Response {

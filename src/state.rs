@@ -31,6 +31,17 @@ pub enum LoginError {
     Unavailable,
 }
 
+impl LoginError {
+    /// The HTTP status and error code it is answered with: a refused token
+    /// is 401, one that could not be checked 503.
+    pub fn http_status(&self) -> (warp::http::StatusCode, &'static str) {
+        match self {
+            LoginError::Refused(_) => (warp::http::StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            LoginError::Unavailable => (warp::http::StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        }
+    }
+}
+
 /// State shared by every request and connection.
 pub struct AppState {
     /// Query pool for callers' reads (runs as the login role; callers'

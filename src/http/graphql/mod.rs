@@ -7,6 +7,7 @@
 //! `application/json` they are a 200 with `errors`, as older clients expect.
 
 mod media;
+pub(super) use media::ResponseType;
 mod params;
 
 use std::collections::HashMap;
@@ -20,7 +21,6 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use self::media::ResponseType;
 use self::params::Params;
 use crate::graphql::limits;
 use crate::graphql::request::prepare_variables;
@@ -236,11 +236,8 @@ fn get_refused(media: ResponseType, kind: OperationType) -> Response {
 }
 
 /// A refused token is 401; a token that could not be checked is 503.
-fn login_error(media: ResponseType, e: &LoginError) -> Response {
-    let (status, code) = match e {
-        LoginError::Refused(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
-        LoginError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
-    };
+pub(super) fn login_error(media: ResponseType, e: &LoginError) -> Response {
+    let (status, code) = e.http_status();
     error_reply(media, status, &e.to_string(), code)
 }
 
@@ -266,7 +263,13 @@ fn not_acceptable() -> Response {
     )
 }
 
-fn error_reply(media: ResponseType, status: StatusCode, message: &str, code: &str) -> Response {
+/// `{"errors": [{message, extensions: {code}}]}` with `status`, as `media`.
+pub(super) fn error_reply(
+    media: ResponseType,
+    status: StatusCode,
+    message: &str,
+    code: &str,
+) -> Response {
     let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
     reply(media, status, &body)
 }
