@@ -285,15 +285,7 @@ fn every_planted_break_of_a_kubernetes_manifest_is_refused() {
     }
     let dirs: Vec<&Path> = copies.iter().map(PathBuf::as_path).collect();
     for (b, problems) in K8S_BREAKS.iter().zip(all_problems(&dirs)) {
-        assert!(
-            problems.iter().any(|p| p.contains(b.reported)),
-            "{} with {:?} -> {:?} passed (expected a problem with {:?}); found:\n{}",
-            b.file,
-            b.from,
-            b.to,
-            b.reported,
-            problems.join("\n")
-        );
+        assert_refused(b, &problems);
     }
 }
 
@@ -364,14 +356,19 @@ fn every_planted_break_of_compose_or_nginx_is_refused() {
             )
         };
         let problems = compose_checks::problems(&compose[0].1, &nginx, &image());
-        assert!(
-            problems.iter().any(|p| p.contains(b.reported)),
-            "{} with {:?} -> {:?} passed (expected a problem with {:?}); found:\n{}",
-            b.file,
-            b.from,
-            b.to,
-            b.reported,
-            problems.join("\n")
-        );
+        assert_refused(b, &problems);
     }
+}
+
+/// Fails unless the checks reported the problem break `b` plants.
+fn assert_refused(b: &Break, problems: &[String]) {
+    assert!(
+        problems.iter().any(|p| p.contains(b.reported)),
+        "{} with {:?} -> {:?} passed (expected a problem with {:?}); found:\n{}",
+        b.file,
+        b.from,
+        b.to,
+        b.reported,
+        problems.join("\n")
+    );
 }
