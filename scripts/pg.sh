@@ -247,8 +247,18 @@ cmd_start() {
     fi
     claim_port
     write_conf
-    local out
-    if ! out="$(pg_start_server 2>&1)"; then
+    local out tries=0
+    # A port found free can be taken before the server binds it; unless
+    # PGHERALD_PG_PORT named it, move on to the next free one.
+    while ! out="$(pg_start_server 2>&1)" && [ "$PORT_CHOSEN" -eq 0 ] && [ "$tries" -lt 3 ] &&
+        tail -n 5 "$LOG" 2>/dev/null | grep -q "Address already in use"; do
+        tries=$((tries + 1))
+        PORT=$((PORT + 1))
+        claim_port
+        write_conf
+        echo "pg: that port was taken meanwhile; trying $PORT" >&2
+    done
+    if [ -n "$out" ] && ! is_running; then
         # A stale postmaster.pid whose PID got reused by an unrelated process
         # can block startup; pg_ctl says "not running", so drop it and retry.
         if [ -f "$DATA/postmaster.pid" ] && ! is_running; then

@@ -183,7 +183,12 @@ impl Drop for Checkout {
 #[test]
 fn a_checkout_whose_cluster_port_is_taken_says_so_in_one_line_and_moves_to_a_free_port() {
     // Another checkout's cluster, as far as this one can tell: something on its port.
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Below Linux's ephemeral range (32768 and up): ports other tests take
+    // with port 0 then never land just above it, where the script moves to.
+    let taken = (20_000..32_000)
+        .step_by(97)
+        .find_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+        .expect("a free port below the ephemeral range");
     let port = taken.local_addr().unwrap().port();
     let checkout = Checkout::new();
 
